@@ -1,0 +1,69 @@
+/**
+ * The driver contract. A driver is a plain object (one file under src/drivers/<kind>/) declaring
+ * its name, kind, options schema and capabilities, and an `open` that returns the per-node
+ * operations. The generic BlockNode (node.ts) does what QEMU's block/io.c does around every driver:
+ * bounds and read-only checks, request accounting, and the defaults for what a driver leaves out.
+ */
+import type { OptionsSchema } from '../config/schema.ts';
+import type { BlockNode } from './node.ts';
+import type { BlockStatus, ChildRole, DriverCapabilities, WriteFlags, ZeroOptions } from './types.ts';
+
+export type DriverKind = 'format' | 'protocol' | 'filter';
+
+/** Emits a QMP event (BLOCK_IMAGE_CORRUPTED, ...) from inside a driver. */
+export type EventSink = (event: string, data: Record<string, unknown>) => void;
+
+/** What `open` is given. Children named in the options were opened by the graph first. */
+export interface OpenContext {
+  readonly nodeName: string;
+  readonly readOnly: boolean;
+  /** The driver's own options, validated, defaults applied; child options removed. */
+  readonly options: Readonly<Record<string, unknown>>;
+  /** Opened children by option name (`file`, `backing`, `image`, ...); `null` = explicitly none. */
+  readonly children: ReadonlyMap<string, BlockNode | null>;
+  readonly emit: EventSink;
+}
+
+/**
+ * The per-node operations a driver implements. Offsets and lengths are bytes, already checked
+ * against `length()` by BlockNode (except for growable protocols writing past the end).
+ * Optional members get BlockNode's defaults: writeZeroes writes a zero buffer, discard does
+ * nothing, flush does nothing, blockStatus reports "data, allocated" for the whole range.
+ */
+export interface BlockDriverOps {
+  length(): number;
+  read(offset: number, dst: Uint8Array): Promise<void>;
+  write?(offset: number, src: Uint8Array, flags: WriteFlags): Promise<void>;
+  writeZeroes?(offset: number, bytes: number, opts: ZeroOptions): Promise<void>;
+  discard?(offset: number, bytes: number): Promise<void>;
+  flush?(): Promise<void>;
+  blockStatus?(offset: number, bytes: number): Promise<BlockStatus>;
+  truncate?(bytes: number): Promise<void>;
+  close?(): Promise<void>;
+  /** The node's filename as QEMU reports it (`file` in query-named-block-nodes). */
+  filename?(): string;
+  /** Driver-specific data for `info` / query-named-block-nodes (`format-specific`). */
+  info?(): Record<string, unknown>;
+}
+
+export interface ChildPermRequest {
+  readonly role: ChildRole;
+  /** Cumulative permissions the node's own parents take on it, and share on it. */
+  readonly parentPerm: number;
+  readonly parentShared: number;
+  readonly readOnly: boolean;
+}
+
+export interface BlockDriver {
+  readonly name: string;
+  readonly kind: DriverKind;
+  readonly options: OptionsSchema;
+  readonly capabilities: DriverCapabilities;
+  /** Legacy filename prefixes this protocol handles in `file=`: `nbd`, `http`, `blkdebug`, ... */
+  readonly protocols?: readonly string[];
+  /** Turn a legacy filename (`nbd:host:port`, `blkdebug:cfg:img`) into this driver's options. */
+  parseFilename?(filename: string): Record<string, unknown>;
+  /** Permissions on a child; default per kind (see graph/permissions.ts). */
+  childPerms?(req: ChildPermRequest): { perm: number; shared: number };
+  open(ctx: OpenContext): Promise<BlockDriverOps>;
+}

@@ -1,0 +1,167 @@
+/**
+ * BlockNode: one node of the graph (QEMU's BlockDriverState). It wraps the operations a driver
+ * returned from `open` with what every node needs, as QEMU's block/io.c does around drivers:
+ * argument and bounds checks, read-only enforcement, zero padding of reads past the end,
+ * defaults for optional operations, and an in-flight counter so graph changes can drain.
+ */
+import type { BlockDriver, BlockDriverOps } from './driver.ts';
+import { ioError } from './errors.ts';
+import type { BlockStatus, ChildRole, WriteFlags, ZeroOptions } from './types.ts';
+
+/** An edge of the graph: `parent` uses `node` as its child `name` in `role`. */
+export interface BdrvChild {
+  /** The option name the child was given under (`file`, `backing`, `image`, `test`, ...). */
+  readonly name: string;
+  readonly role: ChildRole;
+  readonly node: BlockNode;
+  /** Permissions taken and shared (Perm bit masks); kept current by graph/permissions.ts. */
+  perm: number;
+  shared: number;
+}
+
+/** Who holds an edge into a node: another node, or a BlockBackend (a frontend, an export). */
+export interface NodeParent {
+  /** How QEMU names the user in permission errors: "node 'x'" or "block device 'y'". */
+  describe(): string;
+  /** For messages: the node-name of a node parent, the backend name otherwise. */
+  readonly parentName: string;
+}
+
+const ZERO_CHUNK = 1 << 20;
+
+export class BlockNode implements NodeParent {
+  readonly childList: BdrvChild[] = [];
+  /** Edges into this node, each with the parent holding it. */
+  readonly parents: { parent: NodeParent; edge: BdrvChild }[] = [];
+  private inFlight = 0;
+  private idle: (() => void)[] = [];
+
+  constructor(
+    readonly nodeName: string,
+    readonly driver: BlockDriver,
+    readonly ops: BlockDriverOps,
+    public readOnly: boolean,
+    /** The options the node was opened with (after validation), for queries and reopen. */
+    readonly options: Readonly<Record<string, unknown>>,
+  ) {}
+
+  get parentName(): string {
+    return this.nodeName;
+  }
+
+  describe(): string {
+    return `node '${this.nodeName}'`;
+  }
+
+  children(): Iterable<BdrvChild> {
+    return this.childList;
+  }
+
+  child(name: string): BlockNode | undefined {
+    return this.childList.find((c) => c.name === name)?.node;
+  }
+
+  length(): number {
+    return this.ops.length();
+  }
+
+  filename(): string {
+    if (this.ops.filename) return this.ops.filename();
+    const file = this.childList.find((c) => c.role === 'file' || c.role === 'image');
+    return file ? file.node.filename() : '';
+  }
+
+  /** Reads `dst.length` bytes at `offset`; past the end of the node reads zeros (as QEMU pads). */
+  async read(offset: number, dst: Uint8Array): Promise<void> {
+    checkRange(offset, dst.length);
+    const inside = Math.max(0, Math.min(dst.length, this.length() - offset));
+    dst.fill(0, inside);
+    if (inside === 0) return;
+    await this.track(() => this.ops.read(offset, inside === dst.length ? dst : dst.subarray(0, inside)));
+  }
+
+  async write(offset: number, src: Uint8Array, flags: WriteFlags = {}): Promise<void> {
+    this.checkWrite(offset, src.length);
+    const write = this.ops.write;
+    if (!write) throw ioError('EPERM', `Node '${this.nodeName}' does not support writes`);
+    await this.track(() => write.call(this.ops, offset, src, flags));
+  }
+
+  async writeZeroes(offset: number, bytes: number, opts: ZeroOptions = {}): Promise<void> {
+    this.checkWrite(offset, bytes);
+    const wz = this.ops.writeZeroes;
+    if (wz) return this.track(() => wz.call(this.ops, offset, bytes, opts));
+    // No native zeroing: write a bounded zero buffer repeatedly (bdrv_co_do_pwrite_zeroes fallback).
+    const zeros = new Uint8Array(Math.min(bytes, ZERO_CHUNK));
+    for (let done = 0; done < bytes; done += zeros.length) {
+      const n = Math.min(zeros.length, bytes - done);
+      await this.write(offset + done, n === zeros.length ? zeros : zeros.subarray(0, n));
+    }
+  }
+
+  async discard(offset: number, bytes: number): Promise<void> {
+    this.checkWrite(offset, bytes);
+    const discard = this.ops.discard;
+    if (discard) await this.track(() => discard.call(this.ops, offset, bytes));
+  }
+
+  async flush(): Promise<void> {
+    const flush = this.ops.flush;
+    if (flush) await this.track(() => flush.call(this.ops));
+  }
+
+  async blockStatus(offset: number, bytes: number): Promise<BlockStatus> {
+    checkRange(offset, bytes);
+    const len = this.length();
+    if (offset >= len)
+      return { bytes: Math.max(bytes, 1), data: false, zero: true, allocated: false, depth: 0 };
+    const n = Math.min(bytes, len - offset);
+    const bs = this.ops.blockStatus;
+    if (!bs) return { bytes: n, data: true, zero: false, allocated: true, depth: 0 };
+    return this.track(() => bs.call(this.ops, offset, n));
+  }
+
+  async truncate(bytes: number): Promise<void> {
+    if (this.readOnly) throw ioError('EPERM', `Node '${this.nodeName}' is read-only`);
+    const truncate = this.ops.truncate;
+    if (!truncate) throw ioError('ENOTSUP', `Image format driver does not support resize`);
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw ioError('EINVAL');
+    await this.track(() => truncate.call(this.ops, bytes));
+  }
+
+  /** Resolves when no request is in flight on this node. */
+  drain(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  async close(): Promise<void> {
+    await this.drain();
+    await this.ops.close?.();
+  }
+
+  private checkWrite(offset: number, bytes: number): void {
+    checkRange(offset, bytes);
+    if (this.readOnly) throw ioError('EPERM', `Node '${this.nodeName}' is read-only`);
+    if (offset + bytes > this.length() && !this.driver.capabilities.growable) {
+      throw ioError('EIO', `Request beyond end of node '${this.nodeName}'`);
+    }
+  }
+
+  private async track<T>(op: () => Promise<T>): Promise<T> {
+    this.inFlight++;
+    try {
+      return await op();
+    } finally {
+      if (--this.inFlight === 0) for (const resolve of this.idle.splice(0)) resolve();
+    }
+  }
+}
+
+/** Offsets are JS numbers: they must be safe integers (< 2^53), like QEMU's int64 checks. */
+function checkRange(offset: number, bytes: number): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(bytes) || offset < 0 || bytes < 0) {
+    throw ioError('EINVAL', `Invalid request: offset ${offset}, bytes ${bytes}`);
+  }
+  if (offset + bytes > Number.MAX_SAFE_INTEGER) throw ioError('EIO');
+}

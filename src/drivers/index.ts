@@ -1,0 +1,15 @@
+/** The driver registry: one line per driver. */
+import type { BlockDriver } from '../block/driver.ts';
+
+export const DRIVERS: readonly BlockDriver[] = [];
+
+const BY_NAME = new Map(DRIVERS.map((d) => [d.name, d]));
+
+export function findDriver(name: string): BlockDriver | undefined {
+  return BY_NAME.get(name);
+}
+
+/** The protocol driver that handles a legacy filename prefix (`nbd:`, `http://`, `blkdebug:`). */
+export function findProtocol(prefix: string): BlockDriver | undefined {
+  return DRIVERS.find((d) => d.protocols?.includes(prefix));
+}

@@ -1,0 +1,202 @@
+/**
+ * The node registry (QEMU's graph of BlockDriverStates plus the monitor's view of it).
+ * `blockdevAdd` opens a node from blockdev-add options: children named in the options are opened
+ * (inline objects) or looked up (node-name strings) first, then the parent; permissions are
+ * checked over the whole graph; on any failure everything opened by this call is closed again.
+ * Nodes added by the user live until `blockdevDel`; inline children live as long as their parent.
+ */
+import type { BlockDriver, EventSink, OpenContext } from '../block/driver.ts';
+import { genericError, QmpError } from '../block/errors.ts';
+import { BlockNode, type BdrvChild, type NodeParent } from '../block/node.ts';
+import type { ChildRole } from '../block/types.ts';
+import { COMMON_NODE_OPTIONS, type OptionsSchema } from '../config/schema.ts';
+import { validateOptions, type OptionSource } from '../config/validate.ts';
+import { findDriver } from '../drivers/index.ts';
+import { checkNodeName, NodeNameAllocator } from './node-name.ts';
+import { refreshPermissions } from './permissions.ts';
+
+/** Options inherited by inline children unless they set them (QEMU's bdrv_inherited_options). */
+const INHERITED = ['read-only', 'auto-read-only', 'cache', 'discard'] as const;
+/** Nesting deeper than this is refused rather than recursing without bound. */
+const MAX_DEPTH = 32;
+
+export class BlockGraph {
+  readonly nodes = new Map<string, BlockNode>();
+  /** Nodes created by blockdev-add (monitor-owned), as opposed to implicit inline children. */
+  private readonly monitorOwned = new Set<BlockNode>();
+  /** Names of frontends/backends; node-names may not clash with them. */
+  readonly deviceNames = new Set<string>();
+  private readonly names = new NodeNameAllocator();
+
+  constructor(readonly emit: EventSink = () => {}) {}
+
+  /** blockdev-add: opens a node (and its inline children) that lives until blockdevDel. */
+  async blockdevAdd(options: Record<string, unknown>, source: OptionSource = 'qmp'): Promise<BlockNode> {
+    const node = await this.open(options, source);
+    this.monitorOwned.add(node);
+    return node;
+  }
+
+  /** Opens a node without making it monitor-owned (frontends' -drive, CLI images). */
+  async open(options: Record<string, unknown>, source: OptionSource = 'qmp'): Promise<BlockNode> {
+    const opened: BlockNode[] = [];
+    try {
+      const node = await this.openNode(options, source, '', undefined, opened, 0);
+      refreshPermissions(this.nodes.values());
+      return node;
+    } catch (err) {
+      await this.unwind(opened);
+      throw err;
+    }
+  }
+
+  /** blockdev-del: only monitor-owned nodes nobody uses. */
+  async blockdevDel(name: string): Promise<void> {
+    const node = this.nodes.get(name);
+    if (!node) throw genericError(`Failed to find node with node-name='${name}'`);
+    const user = node.parents[0];
+    if (user && !(user.parent instanceof BlockNode)) throw genericError(`Node ${name} is in use`);
+    if (!this.monitorOwned.has(node)) throw genericError(`Node ${name} is not owned by the monitor`);
+    if (user) throw genericError(`Block device ${name} is in use`);
+    this.monitorOwned.delete(node);
+    await this.release(node);
+  }
+
+  /** Closes a node that lost its last user, and then its children that lost theirs. */
+  async release(node: BlockNode): Promise<void> {
+    if (node.parents.length > 0 || this.monitorOwned.has(node)) return;
+    this.nodes.delete(node.nodeName);
+    await node.close();
+    for (const edge of node.childList.splice(0)) {
+      detachEdge(edge);
+      await this.release(edge.node);
+    }
+    refreshPermissions(this.nodes.values());
+  }
+
+  /** The node `name` names, or QEMU's lookup error. */
+  lookup(name: string): BlockNode {
+    const node = this.nodes.get(name);
+    if (!node) throw new QmpError('GenericError', `Cannot find device='${name}' nor node-name='${name}'`);
+    return node;
+  }
+
+  /** Attaches a non-node parent (a BlockBackend) to `node`; refused on a permission conflict. */
+  attach(parent: NodeParent, node: BlockNode, name: string, perm: number, shared: number): BdrvChild {
+    const edge: BdrvChild = { name, role: 'file', node, perm, shared };
+    node.parents.push({ parent, edge });
+    try {
+      refreshPermissions(this.nodes.values());
+    } catch (err) {
+      detachEdge(edge);
+      throw err;
+    }
+    return edge;
+  }
+
+  /** Detaches a non-node parent; the node stays if the monitor owns it or others use it. */
+  async detach(edge: BdrvChild): Promise<void> {
+    detachEdge(edge);
+    refreshPermissions(this.nodes.values());
+    await this.release(edge.node);
+  }
+
+  private async openNode(
+    options: Record<string, unknown>,
+    source: OptionSource,
+    path: string,
+    inherit: Record<string, unknown> | undefined,
+    opened: BlockNode[],
+    depth: number,
+  ): Promise<BlockNode> {
+    if (depth > MAX_DEPTH) throw genericError(`Too deeply nested options at '${path}'`);
+    const driver = driverOf(options, path);
+    const raw = { ...pick(inherit, options), ...options };
+    const schema: OptionsSchema = { ...COMMON_NODE_OPTIONS, ...driver.options };
+    const valid = validateOptions(schema, raw, { source, path, driverName: driver.name });
+    const nodeName = this.assignName(valid['node-name']);
+    const readOnly = valid['read-only'] === true;
+
+    const children = new Map<string, BlockNode | null>();
+    const own: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(valid)) {
+      const spec = schema[key];
+      if (spec?.type !== 'child') {
+        own[key] = value;
+        continue;
+      }
+      children.set(key, await this.resolveChild(value, source, `${path}${key}.`, valid, opened, depth));
+    }
+    const ctx: OpenContext = { nodeName, readOnly, options: own, children, emit: this.emit };
+    const ops = await driver.open(ctx);
+    const node = new BlockNode(nodeName, driver, ops, readOnly, valid);
+    this.nodes.set(nodeName, node);
+    opened.push(node);
+    for (const [key, child] of children) {
+      if (child) this.link(node, child, key, schema[key]?.role ?? 'file');
+    }
+    return node;
+  }
+
+  private async resolveChild(
+    value: unknown,
+    source: OptionSource,
+    path: string,
+    parent: Record<string, unknown>,
+    opened: BlockNode[],
+    depth: number,
+  ): Promise<BlockNode | null> {
+    if (value === null || value === undefined) return null;
+    if (typeof value === 'string') return this.lookup(value);
+    return this.openNode(value as Record<string, unknown>, source, path, parent, opened, depth + 1);
+  }
+
+  private link(parent: BlockNode, child: BlockNode, name: string, role: ChildRole): void {
+    const edge: BdrvChild = { name, role, node: child, perm: 0, shared: 0 };
+    parent.childList.push(edge);
+    child.parents.push({ parent, edge });
+  }
+
+  private assignName(requested: unknown): string {
+    if (typeof requested !== 'string') return this.names.allocate((n) => this.nodes.has(n));
+    checkNodeName(requested);
+    if (this.nodes.has(requested)) throw genericError(`Duplicate nodes with node-name='${requested}'`);
+    if (this.deviceNames.has(requested)) {
+      throw genericError(`node-name=${requested} is conflicting with a device id`);
+    }
+    return requested;
+  }
+
+  /** Undoes a failed open: newest first, so parents close before their inline children. */
+  private async unwind(opened: BlockNode[]): Promise<void> {
+    for (const node of opened.reverse()) {
+      for (const edge of node.childList.splice(0)) detachEdge(edge);
+      this.nodes.delete(node.nodeName);
+      await node.close().catch(() => {});
+    }
+  }
+}
+
+function driverOf(options: Record<string, unknown>, path: string): BlockDriver {
+  const name = options.driver;
+  if (name === undefined) throw genericError(`Parameter '${path}driver' is missing`);
+  const driver = typeof name === 'string' ? findDriver(name) : undefined;
+  if (!driver) throw genericError(`Parameter '${path}driver' does not accept value '${String(name)}'`);
+  return driver;
+}
+
+function pick(
+  inherit: Record<string, unknown> | undefined,
+  own: Record<string, unknown>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (!inherit) return out;
+  for (const key of INHERITED) if (!(key in own) && key in inherit) out[key] = inherit[key];
+  return out;
+}
+
+function detachEdge(edge: BdrvChild): void {
+  const list = edge.node.parents;
+  const i = list.findIndex((p) => p.edge === edge);
+  if (i >= 0) list.splice(i, 1);
+}
