@@ -40,10 +40,38 @@ export interface BlockDriverOps {
   blockStatus?(offset: number, bytes: number): Promise<BlockStatus>;
   truncate?(bytes: number): Promise<void>;
   close?(): Promise<void>;
+  /**
+   * Offsets and lengths of requests must be multiples of this (QEMU's bl.request_alignment;
+   * default 1). BlockBackend pads unaligned requests and read-modify-writes (block/alignment.ts).
+   */
+  readonly requestAlignment?: number;
+  /**
+   * A blkdebug event (QAPI BlkdebugEvent name) was signalled on this node (bdrv_debug_event).
+   * Only blkdebug listens; see BlockNode.debugEvent for who signals what.
+   */
+  debugEvent?(event: string): void;
   /** The node's filename as QEMU reports it (`file` in query-named-block-nodes). */
   filename?(): string;
+  /**
+   * Facts for ImageInfo that only the driver knows (QEMU's bdrv_get_info and
+   * bdrv_get_allocated_file_size). Raw and filter nodes without it report their child's
+   * (block/node-info.ts).
+   */
+  imageFacts?(): ImageFacts;
   /** Driver-specific data for `info` / query-named-block-nodes (`format-specific`). */
   info?(): Record<string, unknown>;
+}
+
+/** See BlockDriverOps.imageFacts. Absent members are absent from ImageInfo. */
+export interface ImageFacts {
+  /** Bytes allocated on the host (`actual-size`). */
+  readonly actualSize?: number;
+  /** `cluster-size`. */
+  readonly clusterSize?: number;
+  /** `dirty-flag`: the image was not closed cleanly. */
+  readonly dirty?: boolean;
+  /** The backing file name as recorded in the image (`backing-filename`). */
+  readonly backingFilename?: string;
 }
 
 export interface ChildPermRequest {

@@ -67,8 +67,22 @@ export class BlockNode implements NodeParent {
 
   filename(): string {
     if (this.ops.filename) return this.ops.filename();
-    const file = this.childList.find((c) => c.role === 'file' || c.role === 'image');
-    return file ? file.node.filename() : '';
+    return this.primaryChild()?.filename() ?? '';
+  }
+
+  /** The child holding this node's data (bdrv_primary_child): its `file` or `image`. */
+  primaryChild(): BlockNode | undefined {
+    return this.childList.find((c) => c.role === 'file' || c.role === 'image')?.node;
+  }
+
+  /**
+   * Signals a blkdebug event on this node (bdrv_debug_event; only blkdebug listens). As in
+   * block/io.c, write and writeZeroes signal pwritev/pwritev_zero and pwritev_done on the node
+   * written to, and flush signals flush_to_os and flush_to_disk on the primary child; format
+   * drivers signal their own on their file child (raw: read_aio, write_aio).
+   */
+  debugEvent(event: string): void {
+    this.ops.debugEvent?.(event);
   }
 
   /** Reads `dst.length` bytes at `offset`; past the end of the node reads zeros (as QEMU pads). */
@@ -84,13 +98,13 @@ export class BlockNode implements NodeParent {
     this.checkWrite(offset, src.length);
     const write = this.ops.write;
     if (!write) throw ioError('EPERM', `Node '${this.nodeName}' does not support writes`);
-    await this.track(() => write.call(this.ops, offset, src, flags));
+    await this.writeEvents('pwritev', () => write.call(this.ops, offset, src, flags));
   }
 
   async writeZeroes(offset: number, bytes: number, opts: ZeroOptions = {}): Promise<void> {
     this.checkWrite(offset, bytes);
     const wz = this.ops.writeZeroes;
-    if (wz) return this.track(() => wz.call(this.ops, offset, bytes, opts));
+    if (wz) return this.writeEvents('pwritev_zero', () => wz.call(this.ops, offset, bytes, opts));
     // No native zeroing: write a bounded zero buffer repeatedly (bdrv_co_do_pwrite_zeroes fallback).
     const zeros = new Uint8Array(Math.min(bytes, ZERO_CHUNK));
     for (let done = 0; done < bytes; done += zeros.length) {
@@ -106,6 +120,8 @@ export class BlockNode implements NodeParent {
   }
 
   async flush(): Promise<void> {
+    this.primaryChild()?.debugEvent('flush_to_os');
+    this.primaryChild()?.debugEvent('flush_to_disk');
     const flush = this.ops.flush;
     if (flush) await this.track(() => flush.call(this.ops));
   }
@@ -145,6 +161,16 @@ export class BlockNode implements NodeParent {
     if (this.readOnly) throw ioError('EPERM', `Node '${this.nodeName}' is read-only`);
     if (offset + bytes > this.length() && !this.driver.capabilities.growable) {
       throw ioError('EIO', `Request beyond end of node '${this.nodeName}'`);
+    }
+  }
+
+  /** Runs a write-type request between its blkdebug events (bdrv_aligned_pwritev). */
+  private async writeEvents(event: string, op: () => Promise<void>): Promise<void> {
+    this.debugEvent(event);
+    try {
+      await this.track(op);
+    } finally {
+      this.debugEvent('pwritev_done');
     }
   }
 

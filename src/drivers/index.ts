@@ -1,7 +1,18 @@
 /** The driver registry: one line per driver. */
 import type { BlockDriver } from '../block/driver.ts';
+import { blkdebugDriver } from './filter/blkdebug.ts';
+import { rawDriver } from './format/raw.ts';
+import { fileDriver } from './protocol/file.ts';
+import { memoryDriver } from './protocol/memory.ts';
+import { nullCoDriver } from './protocol/null-co.ts';
 
-export const DRIVERS: readonly BlockDriver[] = [];
+export const DRIVERS: readonly BlockDriver[] = [
+  memoryDriver,
+  fileDriver,
+  nullCoDriver,
+  rawDriver,
+  blkdebugDriver,
+];
 
 const BY_NAME = new Map(DRIVERS.map((d) => [d.name, d]));
 

@@ -5,9 +5,11 @@
  * checked over the whole graph; on any failure everything opened by this call is closed again.
  * Nodes added by the user live until `blockdevDel`; inline children live as long as their parent.
  */
+import type { BlockBackend } from '../block/backend.ts';
 import type { BlockDriver, EventSink, OpenContext } from '../block/driver.ts';
 import { genericError, QmpError } from '../block/errors.ts';
 import { BlockNode, type BdrvChild, type NodeParent } from '../block/node.ts';
+import { RunState } from '../block/runstate.ts';
 import type { ChildRole } from '../block/types.ts';
 import { COMMON_NODE_OPTIONS, type OptionsSchema } from '../config/schema.ts';
 import { validateOptions, type OptionSource } from '../config/validate.ts';
@@ -26,6 +28,10 @@ export class BlockGraph {
   private readonly monitorOwned = new Set<BlockNode>();
   /** Names of frontends/backends; node-names may not clash with them. */
   readonly deviceNames = new Set<string>();
+  /** Named BlockBackends (drives) by name; they register themselves. */
+  readonly backends = new Map<string, BlockBackend>();
+  /** The machine's run state (query-status, stop, cont). */
+  readonly runState = new RunState((event, data) => this.emit(event, data));
   private readonly names = new NodeNameAllocator();
 
   constructor(readonly emit: EventSink = () => {}) {}

@@ -1,7 +1,8 @@
 /** Node-name rules, as QEMU's id_wellformed(): a letter first, then letters, digits, '-', '.', '_'. */
 import { genericError } from '../block/errors.ts';
 
-const WELL_FORMED = /^[A-Za-z][A-Za-z0-9_.-]*$/;
+/** QEMU's id_wellformed(): also the rule for device ids (BlockBackend names). */
+export const WELL_FORMED = /^[A-Za-z][A-Za-z0-9_.-]*$/;
 /** QEMU rejects node-names of 32 bytes or more (BlockDriverState.node_name[32]). */
 export const NODE_NAME_MAX = 31;
 

@@ -1,0 +1,67 @@
+/**
+ * Instantiates build/blockgraph.wasm (compiled from assembly/ by asc) in Node and in browsers.
+ * The module owns its memory; any export that allocates may grow it, and growing detaches every
+ * ArrayBuffer view on the old memory — so callers take a fresh view after each such call
+ * (see WasmIo.bytes) instead of keeping one.
+ */
+
+/** The exports of assembly/index.ts. Pointers and lengths are u32 (returned as i32: use `>>> 0`). */
+export interface BlockgraphExports {
+  readonly memory: WebAssembly.Memory;
+  isZero(ptr: number, len: number): number;
+  fillPattern(ptr: number, len: number, pattern: number): void;
+  verifyPattern(ptr: number, len: number, pattern: number): number;
+  copy(dst: number, src: number, len: number): void;
+  /** May grow memory. */
+  scratch(len: number): number;
+}
+
+/** Where the module is: next to the sources in Node, an asset URL once vite has bundled this file. */
+export const WASM_URL = new URL('../../build/blockgraph.wasm', import.meta.url);
+
+/**
+ * Instantiates the module from `source`: a URL (file: is read with Node's fs, anything else is
+ * fetched) or the module's bytes.
+ */
+export async function instantiateBlockgraph(
+  source: URL | BufferSource = WASM_URL,
+): Promise<BlockgraphExports> {
+  // Set once instantiated; an abort during instantiation cannot decode its strings yet.
+  const module: { memory?: WebAssembly.Memory } = {};
+  const imports = {
+    env: {
+      // asc's runtime calls this on a failed assertion or allocation (with --runtime stub).
+      abort(msg: number, file: number, line: number, column: number): never {
+        const text = (ptr: number) => (module.memory ? readAscString(module.memory, ptr) : `<${ptr}>`);
+        throw new Error(`blockgraph.wasm aborted: ${text(msg)} at ${text(file)}:${line}:${column}`);
+      },
+    },
+  };
+  const { instance } = await instantiate(source, imports);
+  const exports = instance.exports as unknown as BlockgraphExports;
+  module.memory = exports.memory;
+  return exports;
+}
+
+async function instantiate(
+  source: URL | BufferSource,
+  imports: WebAssembly.Imports,
+): Promise<WebAssembly.WebAssemblyInstantiatedSource> {
+  if (!(source instanceof URL)) return WebAssembly.instantiate(source, imports);
+  if (source.protocol === 'file:') {
+    // Node (its fetch has no file: support). getBuiltinModule, not import(), keeps bundlers
+    // from pulling node:fs into browser builds.
+    const { readFile } = process.getBuiltinModule('node:fs/promises');
+    return WebAssembly.instantiate(await readFile(source), imports);
+  }
+  const response = await fetch(source);
+  if (!response.ok) throw new Error(`Cannot load ${source.href}: HTTP ${response.status}`);
+  return WebAssembly.instantiateStreaming(response, imports);
+}
+
+/** An AssemblyScript string: UTF-16LE code units, preceded by their byte length at ptr - 4. */
+function readAscString(memory: WebAssembly.Memory, ptr: number): string {
+  if (ptr === 0) return 'null';
+  const bytes = new Uint32Array(memory.buffer, (ptr >>> 0) - 4, 1)[0]!;
+  return String.fromCharCode(...new Uint16Array(memory.buffer, ptr >>> 0, bytes >>> 1));
+}
