@@ -23,8 +23,8 @@ export function requestAlignment(node: BlockNode): number {
   return align;
 }
 
-export const alignDown = (x: number, a: number): number => x - (x % a);
-export const alignUp = (x: number, a: number): number => alignDown(x + a - 1, a);
+const alignDown = (x: number, a: number): number => x - (x % a);
+const alignUp = (x: number, a: number): number => alignDown(x + a - 1, a);
 
 /** A piece of a request: `padded` pieces are whole blocks that only partly belong to it. */
 interface Segment {

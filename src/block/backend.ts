@@ -235,21 +235,28 @@ export class BlockBackend implements NodeParent {
     return info;
   }
 
-  /** Checks, orders and runs one request. Synchronous up to the tracker, so call order is kept. */
-  private async submit(plan: RequestPlan): Promise<void> {
-    const node = this.check(plan);
+  /**
+   * Checks, orders and runs one request. Synchronous up to the tracker, so call order is kept.
+   * The request leaves the tracker only after its promise settled, so that when a drain
+   * resolves the callers of the drained requests have been answered.
+   */
+  private submit(plan: RequestPlan): Promise<void> {
+    let node: BlockNode;
+    try {
+      node = this.check(plan);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const end = plan.offset + plan.bytes;
     const range =
       plan.type === 'flush'
         ? { start: 0, end: Infinity }
         : paddedRange(plan.offset, end, requestAlignment(node), node.length());
     const req = this.tracker.add(TRACKED_KIND[plan.type], range.start, range.end);
-    try {
-      await req.ready;
-      await this.run(req, plan, range.end);
-    } finally {
-      req.finish();
-    }
+    const done = req.ready.then(() => this.run(req, plan, range.end));
+    const finish = () => req.finish();
+    done.then(finish, finish);
+    return done;
   }
 
   /** Attempts the request until it succeeds, is reported, or is ignored; parks it on `stop`. */

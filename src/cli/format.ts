@@ -80,7 +80,9 @@ const CVT_UNITS: readonly [number, string][] = [
 /** qemu-io's cvtstr(): "%.3f" in the largest binary unit, ".000" dropped ("64 KiB", "1.500 KiB"). */
 export function cvtstr(value: number): string {
   const unit = CVT_UNITS.find(([size]) => value >= size);
-  const [text, suffix] = unit ? [formatFixed(value / unit[0], 3), unit[1]] : [formatFixed(value, 6), ' bytes'];
+  const [text, suffix] = unit
+    ? [formatFixed(value / unit[0], 3), unit[1]]
+    : [formatFixed(value, 6), ' bytes'];
   const trim = text.indexOf('.000');
   return trim >= 0 ? text.slice(0, trim) + suffix : text + suffix;
 }

@@ -13,8 +13,7 @@ export interface LongOption {
 }
 
 export type GetoptError =
-  | { kind: 'invalid'; option: string; arg: string }
-  | { kind: 'missing'; option: string; arg: string };
+  { kind: 'invalid'; option: string; arg: string } | { kind: 'missing'; option: string; arg: string };
 
 export interface GetoptResult {
   /** Options in command-line order: [short letter or long key, argument or ''] */
@@ -23,7 +22,11 @@ export interface GetoptResult {
   readonly error?: GetoptError;
 }
 
-export function getopt(args: readonly string[], spec: string, longs: readonly LongOption[] = []): GetoptResult {
+export function getopt(
+  args: readonly string[],
+  spec: string,
+  longs: readonly LongOption[] = [],
+): GetoptResult {
   const opts: [string, string][] = [];
   const operands: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -36,7 +39,8 @@ export function getopt(args: readonly string[], spec: string, longs: readonly Lo
       const eq = arg.indexOf('=');
       const name = arg.slice(2, eq < 0 ? undefined : eq);
       const long = longs.find((l) => l.name === name);
-      if (!long || (!long.hasArg && eq >= 0)) return { opts, operands, error: { kind: 'invalid', option: name, arg } };
+      if (!long || (!long.hasArg && eq >= 0))
+        return { opts, operands, error: { kind: 'invalid', option: name, arg } };
       let value = '';
       if (long.hasArg) {
         if (eq >= 0) value = arg.slice(eq + 1);
@@ -53,7 +57,8 @@ export function getopt(args: readonly string[], spec: string, longs: readonly Lo
     for (let j = 1; j < arg.length; j++) {
       const letter = arg[j];
       const at = spec.indexOf(letter);
-      if (letter === ':' || at < 0) return { opts, operands, error: { kind: 'invalid', option: letter, arg } };
+      if (letter === ':' || at < 0)
+        return { opts, operands, error: { kind: 'invalid', option: letter, arg } };
       if (spec[at + 1] !== ':') {
         opts.push([letter, '']);
         continue;
@@ -71,7 +76,9 @@ export function getopt(args: readonly string[], spec: string, longs: readonly Lo
 export function glibcMessage(program: string, error: GetoptError): string {
   const long = error.arg.startsWith('--');
   if (error.kind === 'invalid') {
-    return long ? `${program}: unrecognized option '${error.arg}'` : `${program}: invalid option -- '${error.option}'`;
+    return long
+      ? `${program}: unrecognized option '${error.arg}'`
+      : `${program}: invalid option -- '${error.option}'`;
   }
   return long
     ? `${program}: option '--${error.option}' requires an argument`

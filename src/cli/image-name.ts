@@ -8,13 +8,13 @@
  * read-only, cache, ...) are left out. The two agree for raw, file and null-co's size/read-zeroes.
  */
 import { COMMON_NODE_OPTIONS } from '../config/schema.ts';
-import { qdictJson } from './json.ts';
+import { qobjectJson } from './json.ts';
 
 type Options = Record<string, unknown>;
 
 /** The display name of the image opened from `options` (the user's options tree). */
 export function displayFilename(options: Options): string {
-  return exactFilename(options) ?? `json:${qdictJson(strongOptions(options))}`;
+  return exactFilename(options) ?? `json:${qobjectJson(strongOptions(options))}`;
 }
 
 /**

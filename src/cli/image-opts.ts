@@ -2,14 +2,18 @@
  * How a command-line image becomes an opened graph node, shared by every command: a filename
  * (legacy syntax and `json:{...}` included) with an optional `-f` format, or an `--image-opts`
  * keyval string (`driver=raw,file.driver=file,file.filename=x`). qemu-img and qemu-io do the same
- * in img_open() / openfile(); the checks and their wording are theirs.
+ * in img_open() / openfile(); the checks and their wording are theirs. Without a format the
+ * image is probed (config/probe.ts), from the first bytes of its protocol node.
  */
+import { BlockBackend } from '../block/backend.ts';
 import { genericError } from '../block/errors.ts';
 import type { BlockNode } from '../block/node.ts';
+import { filenameToOptions, parseJsonFilename } from '../config/filename.ts';
 import { parseKeyval } from '../config/keyval.ts';
-import { filenameToOptions } from '../config/filename.ts';
+import { PROBE_BYTES, probeFormat } from '../config/probe.ts';
 import { findDriver } from '../drivers/index.ts';
 import type { BlockGraph } from '../graph/graph.ts';
+import { displayFilename } from './image-name.ts';
 import { CliExit } from './program.ts';
 
 export interface ImageSpec {
@@ -23,32 +27,29 @@ export interface ImageSpec {
   readonly forceShare?: boolean;
 }
 
+export interface OpenedImage {
+  readonly node: BlockNode;
+  /** The name QEMU shows for it: the filename, or `json:{...}` (image-name.ts). */
+  readonly name: string;
+}
+
 /** Refuses `-f` together with `--image-opts`, in the wording of `tool` (they differ). */
 export function checkFormatOptions(tool: 'img' | 'io', spec: ImageSpec): void {
   if (!spec.imageOpts || spec.format === undefined) return;
   throw new CliExit(
-    tool === 'img' ? '--image-opts and --format are mutually exclusive' : '--image-opts and -f are mutually exclusive',
+    tool === 'img'
+      ? '--image-opts and --format are mutually exclusive'
+      : '--image-opts and -f are mutually exclusive',
   );
 }
 
 /**
- * The blockdev options tree `spec` stands for, as the user wrote it (keyval values stay strings),
- * before validation. Throws QEMU's error for an unknown `-f` driver or unparsable options.
+ * Opens the image `spec` names in `graph`. Errors carry QEMU's inner message; callers add their
+ * tool's prefix ("Could not open 'x': ", "can't open device x: ").
  */
-export function imageOptions(spec: ImageSpec): Record<string, unknown> {
-  if (spec.imageOpts) return parseKeyval(spec.filename);
-  if (spec.format !== undefined && !findDriver(spec.format)) {
-    throw genericError(`Unknown driver '${spec.format}'`);
-  }
-  return filenameToOptions(spec.filename, spec.format);
-}
-
-/**
- * Opens the image `spec` names in `graph` and returns its root node. Errors carry QEMU's inner
- * message; callers add their tool's prefix ("Could not open 'x': ", "can't open device x: ").
- */
-export async function openImage(graph: BlockGraph, spec: ImageSpec): Promise<BlockNode> {
-  const options = imageOptions(spec);
+export async function openImage(graph: BlockGraph, spec: ImageSpec): Promise<OpenedImage> {
+  const options = await imageOptions(graph, spec);
+  const name = displayFilename(options);
   if (spec.readOnly) options['read-only'] = true;
   if (spec.forceShare) {
     if (options['read-only'] !== true && options['read-only'] !== 'on') {
@@ -56,5 +57,60 @@ export async function openImage(graph: BlockGraph, spec: ImageSpec): Promise<Blo
     }
     options['force-share'] = true;
   }
-  return graph.open(options, spec.imageOpts ? 'cli' : 'qmp');
+  return { node: await graph.open(options, 'legacy'), name };
+}
+
+/**
+ * Opens the image as the medium of a new BlockBackend named `name` ('' for an anonymous one),
+ * read-only when `spec` is. Closing the backend closes the image.
+ */
+export async function openBackend(
+  graph: BlockGraph,
+  spec: ImageSpec,
+  name: string,
+): Promise<OpenedImage & { readonly blk: BlockBackend }> {
+  const image = await openImage(graph, spec);
+  const blk = new BlockBackend(graph, name, { readOnly: spec.readOnly === true });
+  try {
+    blk.insert(image.node);
+  } catch (err) {
+    await blk.close();
+    await graph.release(image.node);
+    throw err;
+  }
+  return { ...image, blk };
+}
+
+/** The blockdev options tree `spec` stands for, its format probed when none is given. */
+async function imageOptions(graph: BlockGraph, spec: ImageSpec): Promise<Record<string, unknown>> {
+  if (spec.format !== undefined && !findDriver(spec.format)) {
+    throw genericError(`Unknown driver '${spec.format}'`);
+  }
+  const tree: Record<string, unknown> = spec.imageOpts
+    ? parseKeyval(spec.filename)
+    : spec.filename.startsWith('json:')
+      ? parseJsonFilename(spec.filename)
+      : {};
+  if (spec.imageOpts || spec.filename.startsWith('json:')) {
+    if (spec.format !== undefined) return { ...tree, driver: spec.format };
+    if (tree.driver !== undefined) return tree;
+    if (tree.file === undefined) throw genericError("Parameter 'driver' is missing");
+    return { driver: await probe(graph, tree.file), ...tree };
+  }
+  const plain = filenameToOptions(spec.filename, spec.format ?? 'raw');
+  if (spec.format !== undefined || plain.file === undefined) return plain;
+  return { ...plain, driver: await probe(graph, plain.file) };
+}
+
+/** Opens the protocol node `file` read-only just long enough to probe its first bytes. */
+async function probe(graph: BlockGraph, file: unknown): Promise<string> {
+  if (typeof file !== 'object' || file === null) return 'raw';
+  const node = await graph.open({ ...(file as Record<string, unknown>), 'read-only': true }, 'legacy');
+  try {
+    const head = new Uint8Array(PROBE_BYTES);
+    await node.read(0, head);
+    return probeFormat(head, node.filename());
+  } finally {
+    await graph.release(node);
+  }
 }

@@ -8,7 +8,7 @@
 import { errnoOf, STRERROR } from '../block/errors.ts';
 import type { BlockNode } from '../block/node.ts';
 import type { BlockBackend } from '../block/backend.ts';
-import { parseSize } from '../config/size.ts';
+import { SizeError, strtosz } from '../config/size.ts';
 import { cvtstr, formatFixed, timestr } from './format.ts';
 import { getopt, glibcMessage } from './getopt.ts';
 import { PROGRAM, type CliIo } from './program.ts';
@@ -47,19 +47,22 @@ const OK = true;
 
 /** qemu-io's cvtnum(): a size with optional suffix; prints the parse error and returns undefined. */
 function cvtnum(io: CliIo, arg: string): number | undefined {
+  let value: bigint;
   try {
-    const value = parseSize(arg);
-    if (Number.isSafeInteger(value)) return value;
-    io.out(`Parsing error: argument too large -- ${arg}\n`);
+    value = strtosz(arg);
   } catch (err) {
-    const tooLarge = err instanceof RangeError || /too large|below 2\^/.test(String(err));
-    io.out(
-      tooLarge
-        ? `Parsing error: argument too large -- ${arg}\n`
-        : `Parsing error: non-numeric argument, or extraneous/unrecognized suffix -- ${arg}\n`,
-    );
+    if (!(err instanceof SizeError) || err.reason !== 'ERANGE') {
+      io.out(`Parsing error: non-numeric argument, or extraneous/unrecognized suffix -- ${arg}\n`);
+      return undefined;
+    }
+    value = -1n;
   }
-  return undefined;
+  // Beyond INT64_MAX for qemu-io; here beyond 2^53, where offsets stop being exact numbers.
+  if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) {
+    io.out(`Parsing error: argument too large -- ${arg}\n`);
+    return undefined;
+  }
+  return Number(value);
 }
 
 /** An offset and a length as the last two arguments, length bounded by one request. */
@@ -125,10 +128,19 @@ async function timed(op: () => Promise<unknown>): Promise<{ seconds: number } | 
 }
 
 /** print_report(): the result line and the statistics line, or -C's machine-readable line. */
-function printReport(io: CliIo, op: string, seconds: number, offset: number, count: number, machine: boolean): void {
+function printReport(
+  io: CliIo,
+  op: string,
+  seconds: number,
+  offset: number,
+  count: number,
+  machine: boolean,
+): void {
   const perSec = (v: number): number => v / seconds;
   if (machine) {
-    io.out(`${count},1,${timestr(seconds, true)},${formatFixed(perSec(count), 3)},${formatFixed(perSec(1), 3)}\n`);
+    io.out(
+      `${count},1,${timestr(seconds, true)},${formatFixed(perSec(count), 3)},${formatFixed(perSec(1), 3)}\n`,
+    );
     return;
   }
   io.out(`${op} ${count}/${count} bytes at offset ${offset}\n`);
@@ -143,7 +155,9 @@ function dumpBuffer(io: CliIo, buf: Uint8Array, offset: number): void {
   for (let i = 0; i < buf.length; i += 16) {
     const row = buf.subarray(i, i + 16);
     const hex = [...row].map((b) => `${b.toString(16).padStart(2, '0')} `).join('');
-    const text = [...row].map((b) => (/[A-Za-z0-9]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : '.'));
+    const text = [...row].map((b) =>
+      /[A-Za-z0-9]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : '.',
+    );
     lines.push(`${(offset + i).toString(16).padStart(8, '0')}:  ${hex} ${text.join('')}\n`);
   }
   io.out(lines.join(''));
@@ -303,7 +317,7 @@ const map: IoCommand = {
   oneline: 'prints the allocated areas of a file',
   async run(ctx) {
     const end = ctx.node.length();
-    for (let offset = 0; offset < end; ) {
+    for (let offset = 0; offset < end;) {
       let status;
       try {
         status = await allocatedRun(ctx.node, offset, end);

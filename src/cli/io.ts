@@ -5,10 +5,9 @@
  * Not implemented (refused as invalid options): -s snapshot, -n/-t cache, -d discard, -C
  * copy-on-read, -m misalign, -k/-i aio modes, -T trace.
  */
-import { BlockBackend } from '../block/backend.ts';
 import { BlockGraph } from '../graph/graph.ts';
 import { getopt, glibcMessage, type LongOption } from './getopt.ts';
-import { checkFormatOptions, openImage, type ImageSpec } from './image-opts.ts';
+import { checkFormatOptions, openBackend, type ImageSpec } from './image-opts.ts';
 import { findIoCommand, type IoContext } from './io-commands.ts';
 import { addObjects } from './objects.ts';
 import { CliExit, PROGRAM, runReporting, type CliIo } from './program.ts';
@@ -64,7 +63,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     checkFormatOptions('io', spec);
     addObjects(values('object'));
     const graph = new BlockGraph();
-    const ctx = filename === undefined ? undefined : await openBackend(graph, spec, io);
+    const ctx = filename === undefined ? undefined : await openDevice(graph, spec, io);
     try {
       return (await runCommands(ctx, commands, io)) ? 0 : 1;
     } finally {
@@ -74,16 +73,13 @@ export async function run(args: string[], io: CliIo): Promise<number> {
 }
 
 /** Opens the image behind a BlockBackend, or fails with qemu-io's "can't open device" message. */
-async function openBackend(graph: BlockGraph, spec: ImageSpec, io: CliIo): Promise<IoContext> {
-  let node;
+async function openDevice(graph: BlockGraph, spec: ImageSpec, io: CliIo): Promise<IoContext> {
   try {
-    node = await openImage(graph, spec);
+    const { blk, node } = await openBackend(graph, spec, '');
+    return { blk, node, readOnly: spec.readOnly === true, io };
   } catch (err) {
     throw new CliExit(`can't open device ${spec.filename}: ${(err as Error).message}`);
   }
-  const blk = new BlockBackend(graph, 'hda', { readOnly: spec.readOnly === true });
-  blk.insert(node);
-  return { blk, node, readOnly: spec.readOnly === true, io };
 }
 
 /** Runs the -c commands, or standard input's lines when there are none; false if any failed. */

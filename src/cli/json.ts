@@ -1,7 +1,6 @@
 /**
- * JSON as QEMU's qobject_to_json() writes it: strings escape control and non-ASCII characters
- * as \uXXXX with upper-case hex; compact output separates with ", " and ": "; pretty output
- * indents by four spaces.
+ * JSON as QEMU writes it (qobject/qjson.c): strings escape control and non-ASCII characters as
+ * \uXXXX with upper-case hex.
  */
 
 /** A JSON string literal in QEMU's escaping. */
@@ -29,36 +28,36 @@ function escapeUnit(unit: number): string {
   return String.fromCharCode(unit);
 }
 
-type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
-
-/** Pretty JSON, keys in the order given (QAPI struct order), as `--output=json` prints it. */
-export function prettyJson(value: Json, indent = ''): string {
-  const inner = `${indent}    `;
-  if (Array.isArray(value)) {
-    if (value.length === 0) return '[\n]';
-    return `[\n${value.map((v) => inner + prettyJson(v, inner)).join(',\n')}\n${indent}]`;
-  }
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value);
-    if (entries.length === 0) return '{\n}';
-    const body = entries.map(([k, v]) => `${inner}${jsonString(k)}: ${prettyJson(v, inner)}`).join(',\n');
-    return `{\n${body}\n${indent}}`;
-  }
-  return typeof value === 'string' ? jsonString(value) : String(value);
-}
-
 /**
- * Compact JSON of a QDict (the `json:{...}` filenames): keys in QDict's hash order, i.e. bucket
- * tdb_hash(key) % 512 ascending and, within a bucket, the newest key first (qobject/qdict.c).
+ * JSON of a QObject as qobject_to_json() / qobject_to_json_pretty() write it. Dictionary keys come
+ * in QDict's hash order — bucket tdb_hash(key) % 512 ascending, newest key first within a bucket
+ * (qobject/qdict.c) — which is why qemu-img info prints "virtual-size" before "filename".
+ * Compact output separates with ", " and ": "; pretty output indents by four spaces.
  */
-export function qdictJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(qdictJson).join(', ')}]`;
+export function qobjectJson(value: unknown, pretty = false, indent = ''): string {
+  const inner = pretty ? `${indent}    ` : '';
+  const wrap = (open: string, items: string[], close: string): string => {
+    if (!pretty) return `${open}${items.join(', ')}${close}`;
+    if (items.length === 0) return `${open}\n${indent}${close}`;
+    return `${open}\n${items.map((item) => inner + item).join(',\n')}\n${indent}${close}`;
+  };
+  if (Array.isArray(value))
+    return wrap(
+      '[',
+      value.map((v) => qobjectJson(v, pretty, inner)),
+      ']',
+    );
   if (typeof value === 'string') return jsonString(value);
   if (value === null || typeof value !== 'object') return String(value);
   const record = value as Record<string, unknown>;
-  const keys = Object.keys(record).map((key, index) => ({ key, index, bucket: tdbHash(key) % QDICT_BUCKETS }));
+  const keys = Object.keys(record).map((key, index) => ({
+    key,
+    index,
+    bucket: tdbHash(key) % QDICT_BUCKETS,
+  }));
   keys.sort((a, b) => a.bucket - b.bucket || b.index - a.index);
-  return `{${keys.map(({ key }) => `${jsonString(key)}: ${qdictJson(record[key])}`).join(', ')}}`;
+  const items = keys.map(({ key }) => `${jsonString(key)}: ${qobjectJson(record[key], pretty, inner)}`);
+  return wrap('{', items, '}');
 }
 
 const QDICT_BUCKETS = 512;

@@ -23,7 +23,10 @@ const SECRET_KEYS = new Set(['qom-type', 'id', 'data', 'file', 'format']);
 const IDENTIFIER = /^[A-Za-z][A-Za-z0-9_.-]*$/;
 
 /** Parses each `--object` argument into `registry`, with QEMU's errors (user_creatable_add_qapi). */
-export function addObjects(definitions: readonly string[], registry: ObjectRegistry = new Map()): ObjectRegistry {
+export function addObjects(
+  definitions: readonly string[],
+  registry: ObjectRegistry = new Map(),
+): ObjectRegistry {
   for (const def of definitions) {
     const props = def.trimStart().startsWith('{')
       ? (JSON.parse(def) as Record<string, unknown>)
@@ -55,10 +58,13 @@ function parseSecret(props: Record<string, unknown>): SecretObject {
   if (format !== 'raw' && format !== 'base64') {
     throw genericError(`Parameter 'format' does not accept value '${String(format)}'`);
   }
-  if (props.data !== undefined && props.file !== undefined) throw genericError("'file' and 'data' are mutually exclusive");
-  if (props.data === undefined && props.file === undefined) throw genericError("Either 'file' or 'data' must be provided");
+  if (props.data !== undefined && props.file !== undefined)
+    throw genericError("'file' and 'data' are mutually exclusive");
+  if (props.data === undefined && props.file === undefined)
+    throw genericError("Either 'file' or 'data' must be provided");
   const text = props.data !== undefined ? String(props.data) : readSecretFile(String(props.file));
-  const data = format === 'base64' ? new Uint8Array(Buffer.from(text, 'base64')) : new TextEncoder().encode(text);
+  const data =
+    format === 'base64' ? new Uint8Array(Buffer.from(text, 'base64')) : new TextEncoder().encode(text);
   return { id, data };
 }
 

@@ -3,6 +3,7 @@
  * QEMU's text after the program-name prefix: qemu-img's "qemu-img: Could not open 'x': ..." is
  * ours "blockgraph: Could not open 'x': ...", for every command (info, convert, io, ...).
  */
+import { createInterface } from 'node:readline';
 import { QmpError } from '../block/errors.ts';
 
 export const PROGRAM = 'blockgraph';
@@ -56,10 +57,15 @@ export async function runReporting(io: CliIo, body: () => Promise<number>): Prom
   }
 }
 
-/** The CliIo of the real process. */
+/** The CliIo of the real process; standard input is only read if a command asks for lines. */
 export function processIo(): CliIo {
   return {
     out: (text) => void process.stdout.write(text),
     err: (text) => void process.stderr.write(text),
+    stdinLines: stdinLines(),
   };
+}
+
+async function* stdinLines(): AsyncGenerator<string> {
+  yield* createInterface({ input: process.stdin, terminal: false });
 }

@@ -7,8 +7,8 @@
  *   nbd:host:port[:exportname=e]        nbd:unix:/path[:exportname=e]
  *   nbd://host[:port]/e  nbd+tcp://...  nbd+unix:///e?socket=/path
  *   http:// https:// ftp:// ftps://     QEMU's curl driver: { driver: scheme, url }
- *   blkdebug:config:image               the image part is itself a legacy filename
- *   file:path, or a path                { driver: 'file', filename }
+ *   blkdebug:config:image, file:path, null-co://   parsed by those drivers (parseFilename)
+ *   a path                              { driver: 'file', filename }
  *
  * A prefix counts as a protocol only when a ':' comes before any '/' (QEMU's
  * path_has_protocol), so `./a:b` and `dir/a:b` are paths. A driver in src/drivers that
@@ -47,7 +47,7 @@ export function protocolOptions(filename: string): Options {
   const prefix = protocolPrefix(filename);
   if (prefix === undefined) return { driver: 'file', filename };
   const driver = findProtocol(prefix);
-  if (driver?.parseFilename) return driver.parseFilename(filename);
+  if (driver?.parseFilename) return { driver: driver.name, ...driver.parseFilename(filename) };
   const parse = BUILTIN_PROTOCOLS[prefix];
   if (parse) return parse(filename, prefix);
   if (driver) return { driver: driver.name, filename };
@@ -79,9 +79,8 @@ type FilenameParser = (filename: string, prefix: string) => Options;
 
 const curl: FilenameParser = (url, prefix) => ({ driver: prefix, url });
 
-/** Parsers for the protocols whose drivers may not exist yet; data only, no I/O. */
+/** Parsers for protocols whose drivers do not exist yet (NBD, curl); data only, no I/O. */
 const BUILTIN_PROTOCOLS: Readonly<Record<string, FilenameParser>> = {
-  file: (filename) => ({ driver: 'file', filename: filename.slice('file:'.length) }),
   nbd: (filename) => parseNbdFilename(filename),
   'nbd+tcp': (filename) => parseNbdFilename(filename),
   'nbd+unix': (filename) => parseNbdFilename(filename),
@@ -89,17 +88,7 @@ const BUILTIN_PROTOCOLS: Readonly<Record<string, FilenameParser>> = {
   https: curl,
   ftp: curl,
   ftps: curl,
-  blkdebug: (filename) => parseBlkdebugFilename(filename),
-  'null-co': (filename) => nullFilename(filename, 'null-co'),
-  'null-aio': (filename) => nullFilename(filename, 'null-aio'),
 };
-
-function nullFilename(filename: string, driver: string): Options {
-  if (filename !== `${driver}://`) {
-    throw genericError(`The only allowed filename for this driver is '${driver}://'`);
-  }
-  return { driver };
-}
 
 /**
  * NBD filenames, as block/nbd.c's nbd_parse_filename converts them: a URI (nbd://, nbd+tcp://,
@@ -165,20 +154,4 @@ function parseNbdUri(filename: string): Options {
   }
   if (exportName) out.export = exportName;
   return out;
-}
-
-/**
- * blkdebug:config:image (block/blkdebug.c): `config` may be empty (no rules file); the image
- * is a legacy filename of its own and becomes blkdebug's `image` child.
- */
-export function parseBlkdebugFilename(filename: string): Options {
-  const rest = filename.slice('blkdebug:'.length);
-  const colon = rest.indexOf(':');
-  if (colon < 0) throw genericError('blkdebug requires both config file and image path');
-  const config = rest.slice(0, colon);
-  return {
-    driver: 'blkdebug',
-    ...(config ? { config } : {}),
-    image: protocolOptions(rest.slice(colon + 1)),
-  };
 }

@@ -94,7 +94,8 @@ function parseOne(root: Dict, str: string, pos: number, impliedKey: string | und
   const fragments = splitKey(key);
   let cur = root;
   fragments.forEach((fragment, i) => {
-    if (i < fragments.length - 1) cur = put(cur, fragment, undefined, fragments.slice(0, i + 1).join('.')) as Dict;
+    if (i < fragments.length - 1)
+      cur = put(cur, fragment, undefined, fragments.slice(0, i + 1).join('.')) as Dict;
   });
   if (valueStart < 0) {
     if (str[pos + len] !== '=') throw genericError(`Expected '=' after parameter '${key}'`);
@@ -127,8 +128,11 @@ function splitKey(key: string): string[] {
   }
 }
 
-/** Reads a value up to an unescaped ',' (or the end); `,,` stands for ','. */
-function readValue(str: string, pos: number): [string, number] {
+/**
+ * Reads a value starting at `pos` up to an unescaped ',' (or the end); `,,` stands for ','.
+ * Returns the value and the position after the ','. Shared with QemuOpts, which escapes alike.
+ */
+export function readValue(str: string, pos: number): [string, number] {
   let value = '';
   while (pos < str.length) {
     const c = str[pos]!;

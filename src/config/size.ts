@@ -42,12 +42,18 @@ const SIZE_RE = /^\s*\+?(0[xX][0-9a-fA-F]+|[0-9]+)(\.[0-9]*)?([bBkKmMgGtTpPeE])?
 export function strtosz(s: string): bigint {
   const m = SIZE_RE.exec(s);
   if (!m) throw new SizeError('EINVAL', `invalid size '${s}'`);
-  const [, digits, fraction, suffix] = m as unknown as [string, string, string | undefined, string | undefined];
+  const [, digits, fraction, suffix] = m as unknown as [
+    string,
+    string,
+    string | undefined,
+    string | undefined,
+  ];
   const hex = /^0[xX]/.test(digits);
   const shift = suffix ? SUFFIX_SHIFT[suffix.toUpperCase()]! : 0n;
   const frac = fraction && fraction.length > 1 ? fraction.slice(1) : '';
   // A fraction on a hex number, or without a scaling suffix, is refused (`0x1.8k`, `1.5`, `1.5b`).
-  if (frac && /[1-9]/.test(frac) && (hex || shift === 0n)) throw new SizeError('EINVAL', `invalid size '${s}'`);
+  if (frac && /[1-9]/.test(frac) && (hex || shift === 0n))
+    throw new SizeError('EINVAL', `invalid size '${s}'`);
   let bytes = BigInt(digits) << shift;
   if (frac) bytes += (BigInt(frac) << shift) / 10n ** BigInt(frac.length);
   if (bytes > U64_MAX) throw new SizeError('ERANGE', `size '${s}' out of range`);
@@ -100,6 +106,7 @@ function printfG3(v: number): string {
   const [mant, e] = v.toExponential(2).split('e') as [string, string];
   const exp = Number(e);
   const trim = (s: string) => (s.includes('.') ? s.replace(/\.?0+$/, '') : s);
-  if (exp < -4 || exp >= 3) return `${trim(mant)}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
+  if (exp < -4 || exp >= 3)
+    return `${trim(mant)}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
   return trim(v.toFixed(2 - exp));
 }

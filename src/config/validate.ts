@@ -114,7 +114,8 @@ function typeValue(spec: OptionSpec, value: unknown, name: OptionName): unknown 
       if (!Array.isArray(value)) return wrongType(name, 'array');
       return value.map((item, i) => typeValue(spec.item ?? ANY, item, name.nested(String(i))));
     case 'child':
-      if (typeof value === 'string' || isPlainObject(value) || (value === null && spec.nullable)) return value;
+      if (typeof value === 'string' || isPlainObject(value) || (value === null && spec.nullable))
+        return value;
       return wrongType(name, spec.nullable ? 'BlockdevRefOrNull' : 'BlockdevRef');
     case 'any':
       return value;
@@ -132,26 +133,30 @@ function toInt(value: unknown, name: OptionName): number {
   const n = parseCInteger(value);
   if (n !== undefined) return n;
   throw genericError(
-    source === 'cli' ? `Parameter '${name.full}' expects integer` : `Parameter '${name.relative}' expects a number`,
+    source === 'cli'
+      ? `Parameter '${name.full}' expects integer`
+      : `Parameter '${name.relative}' expects a number`,
   );
 }
 
+/**
+ * QAPI declares sizes as 'int' (l2-cache-size, null-co's size); only the QemuOpts layer below
+ * reads suffixes. So -blockdev and QMP take plain integers (`1k` "expects integer"), while
+ * -drive / --image-opts / json: take `1.5k`; a negative size fails in that layer for all three.
+ */
 function toSize(value: unknown, name: OptionName): number {
-  const source = name.ctx.source;
-  if (source === 'qmp' || typeof value !== 'string') {
-    if (Number.isInteger(value) && (value as number) >= 0 && source !== 'cli') return value as number;
-    return wrongType(name, source === 'cli' ? 'string' : 'uint64');
+  let bytes: number;
+  if (name.ctx.source !== 'legacy') bytes = toInt(value, name);
+  else {
+    try {
+      bytes = Number(strtosz(typeof value === 'string' ? value : String(value)));
+    } catch (err) {
+      if (!(err instanceof SizeError)) throw err;
+      bytes = -1;
+    }
   }
-  try {
-    return Number(strtosz(value));
-  } catch (err) {
-    if (!(err instanceof SizeError)) throw err;
-    throw genericError(
-      source === 'cli'
-        ? `Parameter '${name.full}' expects size`
-        : `Parameter '${name.relative}' expects a non-negative number below 2^64`,
-    );
-  }
+  if (bytes < 0) throw genericError(`Parameter '${name.relative}' expects a non-negative number below 2^64`);
+  return bytes;
 }
 
 /** qapi_bool_parse: the words the command line accepts for a boolean. */
@@ -167,7 +172,8 @@ const BOOL_WORDS: Readonly<Record<string, boolean>> = {
 function toBool(value: unknown, name: OptionName): boolean {
   const source = name.ctx.source;
   if (typeof value === 'boolean' && source !== 'cli') return value;
-  if (typeof value !== 'string' || source === 'qmp') return wrongType(name, source === 'cli' ? 'string' : 'boolean');
+  if (typeof value !== 'string' || source === 'qmp')
+    return wrongType(name, source === 'cli' ? 'string' : 'boolean');
   const b = BOOL_WORDS[value];
   if (b === undefined) throw genericError(`Parameter '${name.forValue}' expects 'on' or 'off'`);
   return b;
@@ -255,7 +261,8 @@ const FILE_OPEN_FILTERS = new Set(['blkdebug', 'blkverify']);
 function unexpected(name: OptionName, value: unknown): Error {
   if (name.ctx.source !== 'legacy') return genericError(`Parameter '${name.full}' is unexpected`);
   // QemuOpts sees flat keys: an unknown nested object shows up as its first dotted leaf.
-  const leaves = isPlainObject(value) || Array.isArray(value) ? Object.keys(flattenTree({ [name.key]: value })) : [];
+  const leaves =
+    isPlainObject(value) || Array.isArray(value) ? Object.keys(flattenTree({ [name.key]: value })) : [];
   const option = name.relative.slice(0, -name.key.length) + (leaves[0] ?? name.key);
   const driver = name.ctx.driverName;
   const kind = findDriver(driver)?.kind;

@@ -32,8 +32,8 @@ export function defaultChildPerms(node: BlockNode, req: ChildPermRequest): { per
       (req.parentShared | Perm.WRITE_UNCHANGED | Perm.CONSISTENT_READ) & ~(Perm.WRITE | Perm.RESIZE);
     return { perm, shared };
   }
-  // Filters and raw pass their parents' needs through.
-  return { perm: req.parentPerm, shared: req.parentShared | Perm.WRITE_UNCHANGED };
+  // Filters and raw pass their parents' needs through (bdrv_filter_default_perms).
+  return { perm: req.parentPerm, shared: req.parentShared };
 }
 
 export interface EdgeIn {

@@ -115,7 +115,7 @@ async function io<T>(op: () => Promise<T>): Promise<T> {
 
 /** Reads all of `dst`; a file that shrank under us reads as zeros past its end (as QEMU pads). */
 async function readFully(fh: FileHandle, offset: number, dst: Uint8Array): Promise<void> {
-  for (let done = 0; done < dst.length; ) {
+  for (let done = 0; done < dst.length;) {
     const { bytesRead } = await fh.read(dst, done, dst.length - done, offset + done);
     if (bytesRead === 0) {
       dst.fill(0, done);
@@ -126,7 +126,7 @@ async function readFully(fh: FileHandle, offset: number, dst: Uint8Array): Promi
 }
 
 async function writeFully(fh: FileHandle, offset: number, src: Uint8Array): Promise<void> {
-  for (let done = 0; done < src.length; ) {
+  for (let done = 0; done < src.length;) {
     const { bytesWritten } = await fh.write(src, done, src.length - done, offset + done);
     done += bytesWritten;
   }

@@ -92,7 +92,7 @@ function forEachPiece(
   bytes: number,
   fn: (index: number, start: number, len: number, pos: number) => void,
 ): void {
-  for (let pos = 0; pos < bytes; ) {
+  for (let pos = 0; pos < bytes;) {
     const at = offset + pos;
     const index = Math.floor(at / CHUNK);
     const start = at - index * CHUNK;

@@ -1,0 +1,182 @@
+/**
+ * `blockgraph convert`: qemu-img convert for one source image. The target is created with the
+ * source's size (or, with -n, must exist and be at least as large). The copy goes in chunks of
+ * CHUNK bytes, never the whole image in memory, and keeps the target sparse: ranges the source
+ * reports as zero are not read, and 4 KiB blocks of read data that are all zeros are not written
+ * (qemu-img's default -S 4k). A fresh target already reads as zeros, so nothing is written there;
+ * with -n the zeros are written as write-zeroes requests.
+ * Not implemented: several sources, -o, -B, -c, -S, -t/-T, -m/-W, --target-image-opts.
+ */
+import type { BlockBackend } from '../block/backend.ts';
+import { errnoOf, STRERROR } from '../block/errors.ts';
+import { BlockGraph } from '../graph/graph.ts';
+import { createFile, creationPath } from './create-image.ts';
+import { formatFixed } from './format.ts';
+import { parseImageArgs } from './img-args.ts';
+import { openBackend, type ImageSpec } from './image-opts.ts';
+import { CliExit, runReporting, type CliIo } from './program.ts';
+
+/** Bytes per copy step (qemu-img's default buffer of 4096 sectors). */
+const CHUNK = 2 << 20;
+/** Zero runs shorter than this inside data are written as data (qemu-img's -S default). */
+const MIN_SPARSE = 4096;
+
+export const USAGE = `usage: blockgraph convert [--object objectdef] [--image-opts] [-U] [-p] [-q] [-n] [-f fmt] [-O output_fmt] filename output_filename\n`;
+
+export async function run(args: string[], io: CliIo): Promise<number> {
+  return runReporting(io, async () => {
+    const parsed = parseImageArgs(args, 'hf:O:npqU', []);
+    if (parsed.values('h').length > 0) {
+      io.out(USAGE);
+      return 0;
+    }
+    const outFormat = parsed.values('O').at(-1) ?? 'raw';
+    const noCreate = parsed.values('n').length > 0;
+    const progress = parsed.values('p').length > 0 && parsed.values('q').length === 0;
+    if (parsed.operands.length < 2) throw new CliExit('Must specify image file name');
+    if (parsed.operands.length > 2) throw new CliExit('Only one source image is supported');
+    const [srcName, dstName] = parsed.operands;
+    await convertImage(
+      { ...parsed.image, filename: srcName, readOnly: true },
+      { filename: dstName, format: outFormat },
+      { noCreate, progress: progress ? (text) => io.out(text) : undefined },
+    );
+    return 0;
+  });
+}
+
+export interface ConvertOptions {
+  /** -n: the target exists; do not create it. */
+  readonly noCreate?: boolean;
+  /** -p: where the progress lines go. */
+  readonly progress?: (text: string) => void;
+}
+
+/** Copies the image `src` into `dst` (created unless `noCreate`); throws qemu-img's errors. */
+export async function convertImage(src: ImageSpec, dst: ImageSpec, opts: ConvertOptions = {}): Promise<void> {
+  const format = dst.format ?? 'raw';
+  const path = opts.noCreate ? undefined : creationPath(format, dst.filename);
+  const graph = new BlockGraph();
+  const source = await openOrExit(graph, src);
+  try {
+    const size = source.length();
+    if (path !== undefined) {
+      try {
+        await createFile(path, size);
+      } catch (err) {
+        throw new CliExit(`${dst.filename}: error while converting ${format}: ${(err as Error).message}`);
+      }
+    }
+    const target = await openOrExit(graph, dst);
+    try {
+      if (target.length() < size) throw new CliExit('output file is smaller than input file');
+      await copy(source, target, !opts.noCreate, opts.progress);
+      await writeOrExit(size, () => target.flush());
+    } finally {
+      await target.close();
+    }
+  } finally {
+    await source.close();
+  }
+}
+
+/** The image behind an anonymous BlockBackend, or qemu-img's "Could not open" error. */
+async function openOrExit(graph: BlockGraph, spec: ImageSpec): Promise<BlockBackend> {
+  try {
+    return (await openBackend(graph, spec, '')).blk;
+  } catch (err) {
+    throw new CliExit(`Could not open '${spec.filename}': ${(err as Error).message}`);
+  }
+}
+
+/** Copies every byte of `source` into `target`; `zeroed`: the target already reads as zeros. */
+async function copy(
+  source: BlockBackend,
+  target: BlockBackend,
+  zeroed: boolean,
+  progress?: (text: string) => void,
+): Promise<void> {
+  const size = source.length();
+  const buf = new Uint8Array(CHUNK);
+  const report = progressPrinter(size, progress);
+  for (let offset = 0; offset < size;) {
+    const want = Math.min(CHUNK, size - offset);
+    const status = await source.root!.blockStatus(offset, want).catch((err) => {
+      throw new CliExit(`error while reading block status at offset ${offset}: ${STRERROR[errnoOf(err)]}`);
+    });
+    const bytes = Math.min(status.bytes, want);
+    if (status.zero && !status.data) {
+      if (!zeroed) await writeOrExit(offset, () => target.writeZeroes(offset, bytes));
+    } else {
+      const data = buf.subarray(0, bytes);
+      await source.read(offset, data).catch((err) => {
+        throw new CliExit(`error while reading at byte ${offset}: ${STRERROR[errnoOf(err)]}`);
+      });
+      await writeSparse(target, offset, data, zeroed);
+    }
+    offset += bytes;
+    report(offset);
+  }
+  report(size, true);
+}
+
+/**
+ * Writes `data` at `offset`, leaving out MIN_SPARSE-aligned blocks that are all zeros (or writing
+ * them as write-zeroes when the target does not read as zeros already).
+ */
+async function writeSparse(
+  target: BlockBackend,
+  offset: number,
+  data: Uint8Array,
+  zeroed: boolean,
+): Promise<void> {
+  for (let start = 0; start < data.length;) {
+    const zero = blockIsZero(data, offset, start);
+    let end = nextBlock(offset, start);
+    while (end < data.length && blockIsZero(data, offset, end) === zero) end = nextBlock(offset, end);
+    end = Math.min(end, data.length);
+    const at = offset + start;
+    if (!zero) await writeOrExit(at, () => target.write(at, data.subarray(start, end)));
+    else if (!zeroed) await writeOrExit(at, () => target.writeZeroes(at, end - start));
+    start = end;
+  }
+}
+
+/** The index in `data` where the block after the one holding index `at` begins (absolute alignment). */
+function nextBlock(base: number, at: number): number {
+  return (Math.floor((base + at) / MIN_SPARSE) + 1) * MIN_SPARSE - base;
+}
+
+/** Whether the (possibly partial) block of `data` starting at index `at` is all zeros. */
+function blockIsZero(data: Uint8Array, base: number, at: number): boolean {
+  const end = Math.min(data.length, nextBlock(base, at));
+  for (let i = at; i < end; i++) if (data[i] !== 0) return false;
+  return true;
+}
+
+async function writeOrExit(offset: number, op: () => Promise<void>): Promise<void> {
+  try {
+    await op();
+  } catch (err) {
+    throw new CliExit(`error while writing at byte ${offset}: ${STRERROR[errnoOf(err)]}`);
+  }
+}
+
+/**
+ * qemu_progress_print(): "    (NN.NN/100%)\r" whenever progress advanced by at least 1%, and
+ * once more at the end followed by a newline.
+ */
+function progressPrinter(size: number, out?: (text: string) => void): (done: number, end?: boolean) => void {
+  if (!out) return () => {};
+  const line = (percent: number): void => out(`    (${formatFixed(percent, 2)}/100%)\r`);
+  let last = 0;
+  line(0);
+  return (done, end = false) => {
+    const percent = size === 0 ? 100 : (done / size) * 100;
+    if (percent - last >= 1 || end) {
+      line(percent);
+      last = percent;
+    }
+    if (end) out('\n');
+  };
+}

@@ -1,0 +1,48 @@
+/**
+ * The blockgraph program: `blockgraph <command> [args]`, commands named like qemu-img's. Each
+ * command lives in its own module, loaded only when run (so `info` does not load v86); adding
+ * one is one line in COMMANDS. bin/blockgraph.js imports this module, which runs the program
+ * with the process's arguments and sets its exit code.
+ */
+import { PROGRAM, processIo, runReporting, CliExit, type CliIo, type CommandRun } from './program.ts';
+
+interface Command {
+  readonly summary: string;
+  readonly load: () => Promise<{ run: CommandRun }>;
+}
+
+const COMMANDS: Readonly<Record<string, Command>> = {
+  info: {
+    summary: 'display information about a disk image (qemu-img info)',
+    load: () => import('./info.ts'),
+  },
+  convert: {
+    summary: 'copy a disk image into a new one (qemu-img convert)',
+    load: () => import('./convert.ts'),
+  },
+  io: { summary: 'run I/O commands on a disk image (qemu-io)', load: () => import('./io.ts') },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}\n`);
+  return `usage: ${PROGRAM} command [command options]\nQEMU's block layer for the browser\n\nCommands:\n${lines.join('')}`;
+}
+
+/** Runs `blockgraph <args>`; resolves to the exit code. */
+async function main(args: string[], io: CliIo = processIo()): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === '-h' || name === '--help') {
+    io.out(usage());
+    return 0;
+  }
+  const command = name === undefined ? undefined : Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (!command) {
+    return runReporting(io, async () => {
+      throw new CliExit(name === undefined ? 'Not enough arguments' : `Command not found: ${name}`, true);
+    });
+  }
+  return (await command.load()).run(rest, io);
+}
+
+process.exitCode = await main(process.argv.slice(2));

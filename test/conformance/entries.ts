@@ -1,0 +1,36 @@
+/**
+ * Image makers for the Node-side conformance tables: named memory stores and temp files.
+ * Node only (the suites themselves are not).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { deleteMemoryStore } from '../../src/drivers/protocol/memory.ts';
+import type { TestImage } from './harness.ts';
+
+let serial = 0;
+
+/** A named memory store of `size` bytes (the store is created when the node opens). */
+export function memoryImage(size: number): TestImage & { options: { store: string } } {
+  const store = `conformance-${process.pid}-${serial++}`;
+  return {
+    options: { driver: 'memory', store, size },
+    destroy: async () => void deleteMemoryStore(store),
+  };
+}
+
+/** A directory for temp images, removed by the returned cleanup. */
+export function tempDir(): { path: string; cleanup: () => void } {
+  const path = mkdtempSync(join(tmpdir(), 'blockgraph-conformance-'));
+  return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** A sparse zero-filled file of `size` bytes in `dir`. */
+export async function fileImage(dir: string, size: number): Promise<TestImage & { path: string }> {
+  const path = join(dir, `img-${serial++}.raw`);
+  const fh = await open(path, 'wx');
+  await fh.truncate(size);
+  await fh.close();
+  return { path, options: { driver: 'file', filename: path }, destroy: () => rm(path, { force: true }) };
+}
