@@ -15,10 +15,10 @@ describe("QEMU's JSON", () => {
   });
 
   it('names an image by its filename unless options change what it shows', () => {
-    const file = { driver: 'file', filename: 'a.raw', locking: 'off' };
+    const file = { driver: 'file', filename: 'a.raw' };
     expect(displayFilename({ driver: 'raw', file, 'read-only': 'on', 'node-name': 'n0' })).toBe('a.raw');
     expect(displayFilename({ driver: 'raw', offset: '4096', size: '8192', file })).toBe(
-      'json:{"offset": "4096", "driver": "raw", "size": "8192", "file": {"driver": "file", "filename": "a.raw", "locking": "off"}}',
+      'json:{"offset": "4096", "driver": "raw", "size": "8192", "file": {"driver": "file", "filename": "a.raw"}}',
     );
   });
 });
