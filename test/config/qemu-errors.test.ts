@@ -11,7 +11,7 @@ import { parseBlockdev } from '../../src/config/blockdev.ts';
 import { driveToConfig, parseDrive } from '../../src/config/drive.ts';
 import { filenameToOptions } from '../../src/config/filename.ts';
 import { parseKeyval } from '../../src/config/keyval.ts';
-import { COMMON_NODE_OPTIONS } from '../../src/config/schema.ts';
+import { COMMON_NODE_OPTIONS, type OptionsSchema } from '../../src/config/schema.ts';
 import { parseSize } from '../../src/config/size.ts';
 import { validateOptions, type OptionSource } from '../../src/config/validate.ts';
 import { findDriver } from '../../src/drivers/index.ts';
@@ -43,7 +43,7 @@ function ourError(f: () => unknown): string {
 function validateTree(options: Record<string, unknown>, source: OptionSource, path = ''): void {
   const driver = findDriver(String(options.driver));
   if (!driver) throw new Error(`test needs driver ${String(options.driver)}`);
-  const schema = { ...COMMON_NODE_OPTIONS, ...driver.options };
+  const schema: OptionsSchema = { ...COMMON_NODE_OPTIONS, ...driver.options };
   const valid = validateOptions(schema, options, { source, path, driverName: driver.name });
   for (const [key, spec] of Object.entries(schema)) {
     const child = valid[key];

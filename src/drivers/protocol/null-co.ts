@@ -45,6 +45,8 @@ export const nullCoDriver = {
       latencyNs > 0 ? new Promise((resolve) => setTimeout(resolve, latencyNs / 1e6)) : Promise.resolve();
     return {
       length: () => size,
+      filename: () => FILENAME,
+      imageFacts: () => ({ actualSize: 0 }),
       read: async (_offset, dst) => {
         if (readZeroes) dst.fill(0);
         await delay();
