@@ -28,6 +28,7 @@ export interface NodeParent {
 }
 
 const ZERO_CHUNK = 1 << 20;
+const SECTOR = 512;
 
 export class BlockNode implements NodeParent {
   readonly childList: BdrvChild[] = [];
@@ -61,8 +62,12 @@ export class BlockNode implements NodeParent {
     return this.childList.find((c) => c.name === name)?.node;
   }
 
+  /**
+   * Bytes, rounded up to whole 512-byte sectors as QEMU's bdrv_getlength() reports every node
+   * (total_sectors): a 1000-byte file is a 1024-byte node whose tail reads as zeros.
+   */
   length(): number {
-    return this.ops.length();
+    return Math.ceil(this.ops.length() / SECTOR) * SECTOR;
   }
 
   filename(): string {
