@@ -16,7 +16,7 @@ import { findDriver } from '../drivers/index.ts';
 import { parseJsonFilename, protocolOptions } from './filename.ts';
 import { isPlainObject, unflatten } from './keyval.ts';
 import { parseQemuOpts, type ParsedOpts } from './qemu-opts.ts';
-import type { OptionSource } from './validate.ts';
+import { BOOL_WORDS, parseCInteger, type OptionSource } from './validate.ts';
 
 export { parseDevice, type DeviceConfig } from './device.ts';
 
@@ -215,19 +215,10 @@ function defaultId(iface: DriveInterface, media: DriveMedia, bus: number, unit: 
 /** QemuOpts number (qemu_strtou64, base 0); undefined when absent. */
 function parseNumber(key: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  const m = /^\s*(-?)(0[xX][0-9a-fA-F]+|[0-9]+)$/.exec(value);
-  if (!m) throw genericError(`Parameter '${key}' expects a number`);
-  return Number(m[1] + m[2]);
+  const n = parseCInteger(value);
+  if (n === undefined) throw genericError(`Parameter '${key}' expects a number`);
+  return n;
 }
-
-const BOOL_WORDS: Readonly<Record<string, boolean>> = {
-  on: true,
-  yes: true,
-  true: true,
-  off: false,
-  no: false,
-  false: false,
-};
 
 function parseBool(key: string, value: string | undefined): boolean | undefined {
   if (value === undefined) return undefined;

@@ -160,7 +160,7 @@ function toSize(value: unknown, name: OptionName): number {
 }
 
 /** qapi_bool_parse: the words the command line accepts for a boolean. */
-const BOOL_WORDS: Readonly<Record<string, boolean>> = {
+export const BOOL_WORDS: Readonly<Record<string, boolean>> = {
   on: true,
   yes: true,
   true: true,

@@ -116,7 +116,7 @@ export class BlockGraph {
     depth: number,
   ): Promise<BlockNode> {
     if (depth > MAX_DEPTH) throw genericError(`Too deeply nested options at '${path}'`);
-    const driver = driverOf(options, path);
+    const driver = driverOf(options, path, source);
     const raw = { ...pick(inherit, options), ...options };
     const schema: OptionsSchema = { ...COMMON_NODE_OPTIONS, ...driver.options };
     const valid = validateOptions(schema, raw, { source, path, driverName: driver.name });
@@ -183,12 +183,20 @@ export class BlockGraph {
   }
 }
 
-function driverOf(options: Record<string, unknown>, path: string): BlockDriver {
+/**
+ * The driver the options name. QEMU's texts differ by source: QAPI names the full path of a
+ * missing member but only the member in a bad enum value; the legacy parsers have their own.
+ */
+function driverOf(options: Record<string, unknown>, path: string, source: OptionSource): BlockDriver {
   const name = options.driver;
-  if (name === undefined) throw genericError(`Parameter '${path}driver' is missing`);
+  if (name === undefined) {
+    if (source === 'legacy') throw genericError('Must specify either driver or file');
+    throw genericError(`Parameter '${path}driver' is missing`);
+  }
   const driver = typeof name === 'string' ? findDriver(name) : undefined;
-  if (!driver) throw genericError(`Parameter '${path}driver' does not accept value '${String(name)}'`);
-  return driver;
+  if (driver) return driver;
+  if (source === 'legacy') throw genericError(`Unknown driver '${String(name)}'`);
+  throw genericError(`Parameter 'driver' does not accept value '${String(name)}'`);
 }
 
 function pick(

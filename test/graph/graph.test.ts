@@ -23,7 +23,7 @@ describe('node-names', () => {
     const top = await g.blockdevAdd({ driver: 'raw', 'node-name': 'top', file: mem() });
     const child = top.child('file')!;
     expect(child.nodeName).toMatch(/^#block\d{3,}$/);
-    const other = await g.blockdevAdd(mem());
+    const other = await g.open(mem());
     expect(other.nodeName).toMatch(/^#block\d{3,}$/);
     expect(other.nodeName).not.toBe(child.nodeName);
   });
@@ -66,15 +66,24 @@ describe('node lifecycle', () => {
     expect(g.nodes.size).toBe(0);
   });
 
-  it('reports unknown nodes with QEMU texts', async () => {
+  it('reports unknown nodes and drivers with QEMU texts', async () => {
     const g = new BlockGraph();
     await expect(g.blockdevDel('zz')).rejects.toThrow("Failed to find node with node-name='zz'");
-    await expect(g.blockdevAdd({ driver: 'raw', file: 'nonexist' })).rejects.toThrow(
+    await expect(g.blockdevAdd({ driver: 'raw', 'node-name': 'r', file: 'nonexist' })).rejects.toThrow(
       "Cannot find device='nonexist' nor node-name='nonexist'",
     );
-    await expect(g.blockdevAdd({ driver: 'nosuch' })).rejects.toThrow(
+    await expect(g.blockdevAdd({ driver: 'nosuch', 'node-name': 'x' })).rejects.toThrow(
       "Parameter 'driver' does not accept value 'nosuch'",
     );
+    // QAPI names the whole path of a missing member, but only the member in a bad value.
+    await expect(
+      g.blockdevAdd({ driver: 'raw', 'node-name': 'x', file: { driver: 'bogus' } }),
+    ).rejects.toThrow("Parameter 'driver' does not accept value 'bogus'");
+    await expect(g.blockdevAdd({ driver: 'raw', 'node-name': 'x', file: { filename: 'f' } })).rejects.toThrow(
+      "Parameter 'file.driver' is missing",
+    );
+    await expect(g.open({ driver: 'bogus' }, 'legacy')).rejects.toThrow("Unknown driver 'bogus'");
+    expect(g.nodes.size).toBe(0);
   });
 
   it('refuses to delete a node a backend uses, naming it', async () => {
@@ -91,7 +100,7 @@ describe('node lifecycle', () => {
 describe('permissions', () => {
   it('inline children inherit read-only from their parent', async () => {
     const g = new BlockGraph();
-    const top = await g.blockdevAdd({ driver: 'raw', 'read-only': true, file: mem() });
+    const top = await g.blockdevAdd({ driver: 'raw', 'node-name': 't', 'read-only': true, file: mem() });
     expect(top.readOnly).toBe(true);
     expect(top.child('file')!.readOnly).toBe(true);
   });
