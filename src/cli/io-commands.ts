@@ -111,6 +111,41 @@ function options(
   return { flags: new Map(parsed.opts), operands: parsed.operands };
 }
 
+/**
+ * Parses `cmd [options] off len` in qemu-io's order: options, operand count, the flag
+ * combination check `conflict` (which prints its own message), then offset and length.
+ */
+function rangeArgs(
+  ctx: IoContext,
+  cmd: IoCommand,
+  argv: string[],
+  spec: string,
+  conflict?: (io: CliIo, flags: Map<string, string>) => boolean,
+): { flags: Map<string, string>; offset: number; count: number } | undefined {
+  const parsed = options(ctx, cmd, argv, spec);
+  if (!parsed) return undefined;
+  if (parsed.operands.length !== 2) {
+    printUsage(ctx.io, cmd);
+    return undefined;
+  }
+  if (conflict?.(ctx.io, parsed.flags)) return undefined;
+  const range = offsetAndLength(ctx.io, parsed.operands);
+  return range && { flags: parsed.flags, offset: range[0], count: range[1] };
+}
+
+/** write's flag combinations that qemu-io refuses; prints why. */
+function writeFlagsConflict(io: CliIo, flags: Map<string, string>): boolean {
+  if (flags.has('u') && !flags.has('z')) {
+    io.out('-u requires -z to be specified\n');
+    return true;
+  }
+  if (flags.has('z') && flags.has('P')) {
+    io.out('Only one of -z, -P, and -s can be specified at the same time\n');
+    return true;
+  }
+  return false;
+}
+
 function printUsage(io: CliIo, cmd: IoCommand): boolean {
   io.out(`${cmd.name} ${cmd.args} -- ${cmd.oneline}\n`);
   return FAILED;
@@ -171,13 +206,9 @@ const read: IoCommand = {
   args: '[-Cqv] [-P pattern [-s off] [-l len]] off len',
   oneline: 'reads a number of bytes at a specified offset',
   async run(ctx, argv) {
-    const parsed = options(ctx, this, argv, 'Cl:pP:qs:v');
-    if (!parsed) return FAILED;
-    const { flags, operands } = parsed;
-    if (operands.length !== 2) return printUsage(ctx.io, this);
-    const range = offsetAndLength(ctx.io, operands);
-    if (!range) return FAILED;
-    const [offset, count] = range;
+    const args = rangeArgs(ctx, this, argv, 'Cl:pP:qs:v');
+    if (!args) return FAILED;
+    const { flags, offset, count } = args;
     const pattern = flags.has('P') ? parsePattern(ctx.io, flags.get('P')!) : 0;
     if (pattern === undefined) return FAILED;
     if (!flags.has('P') && (flags.has('s') || flags.has('l'))) return printUsage(ctx.io, this);
@@ -217,21 +248,9 @@ const write: IoCommand = {
   oneline: 'writes a number of bytes at a specified offset',
   write: true,
   async run(ctx, argv) {
-    const parsed = options(ctx, this, argv, 'CfpP:quz');
-    if (!parsed) return FAILED;
-    const { flags, operands } = parsed;
-    if (operands.length !== 2) return printUsage(ctx.io, this);
-    if (flags.has('u') && !flags.has('z')) {
-      ctx.io.out('-u requires -z to be specified\n');
-      return FAILED;
-    }
-    if (flags.has('z') && flags.has('P')) {
-      ctx.io.out('Only one of -z, -P, and -s can be specified at the same time\n');
-      return FAILED;
-    }
-    const range = offsetAndLength(ctx.io, operands);
-    if (!range) return FAILED;
-    const [offset, count] = range;
+    const args = rangeArgs(ctx, this, argv, 'CfpP:quz', writeFlagsConflict);
+    if (!args) return FAILED;
+    const { flags, offset, count } = args;
     const pattern = flags.has('P') ? parsePattern(ctx.io, flags.get('P')!) : 0xcd;
     if (pattern === undefined) return FAILED;
     const result = await timed(() =>
@@ -257,13 +276,9 @@ const discard: IoCommand = {
   oneline: 'discards a number of bytes at a specified offset',
   write: true,
   async run(ctx, argv) {
-    const parsed = options(ctx, this, argv, 'Cq');
-    if (!parsed) return FAILED;
-    const { flags, operands } = parsed;
-    if (operands.length !== 2) return printUsage(ctx.io, this);
-    const range = offsetAndLength(ctx.io, operands);
-    if (!range) return FAILED;
-    const [offset, count] = range;
+    const args = rangeArgs(ctx, this, argv, 'Cq');
+    if (!args) return FAILED;
+    const { flags, offset, count } = args;
     const result = await timed(() => ctx.blk.discard(offset, count));
     if ('error' in result) {
       ctx.io.out(`discard failed: ${result.error}\n`);

@@ -85,28 +85,3 @@ function suffixHint(what: string): string {
     'kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.'
   );
 }
-
-const UNITS = ['', 'Ki', 'Mi', 'Gi', 'Ti', 'Pi', 'Ei'];
-
-/**
- * size_to_str: `bytes` as qemu-img info prints it ("0 B", "512 B", "1.5 KiB", "0.977 MiB",
- * "10 GiB"): three significant digits, in the unit that keeps the number below 1000.
- */
-export function formatSize(bytes: number): string {
-  // The unit is floor(log2(bytes * 1024 / 1000) / 10), computed like QEMU's frexp() call.
-  const scaled = bytes / (1000 / 1024);
-  const exp = scaled === 0 ? 0 : Math.floor(Math.log2(scaled)) + 1;
-  const i = Math.min(Math.max(Math.floor((exp - 1) / 10), 0), UNITS.length - 1);
-  return `${printfG3(bytes / 2 ** (10 * i))} ${UNITS[i]}B`;
-}
-
-/** C's printf("%0.3g", v) for v >= 0. */
-function printfG3(v: number): string {
-  if (v === 0) return '0';
-  const [mant, e] = v.toExponential(2).split('e') as [string, string];
-  const exp = Number(e);
-  const trim = (s: string) => (s.includes('.') ? s.replace(/\.?0+$/, '') : s);
-  if (exp < -4 || exp >= 3)
-    return `${trim(mant)}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
-  return trim(v.toFixed(2 - exp));
-}

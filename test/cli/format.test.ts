@@ -40,3 +40,23 @@ describe('printf-compatible formatting', () => {
     expect(timestr(0.25, true)).toBe('0:00:00.25');
   });
 });
+
+describe('sizeToStr (qemu-img info "virtual size", captured)', () => {
+  it.each([
+    [0, '0 B'],
+    [512, '512 B'],
+    [999, '999 B'],
+    [1000, '0.977 KiB'],
+    [1024, '1 KiB'],
+    [1536, '1.5 KiB'],
+    [1048576, '1 MiB'],
+    [1024000, '0.977 MiB'],
+    [1073741824, '1 GiB'],
+    [10737418240, '10 GiB'],
+    [1099511627776, '1 TiB'],
+    [1234567, '1.18 MiB'],
+    [123 * 1024 * 1024, '123 MiB'],
+  ])('%d bytes is %s', (bytes, text) => {
+    expect(sizeToStr(bytes)).toBe(text);
+  });
+});
