@@ -21,6 +21,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
     load: () => import('./convert.ts'),
   },
   io: { summary: 'run I/O commands on a disk image (qemu-io)', load: () => import('./io.ts') },
+  boot: { summary: 'boot v86 from disks served by the graph', load: () => import('./boot.ts') },
 };
 
 function usage(): string {

@@ -1,24 +1,14 @@
 /**
- * Image makers for the Node-side conformance tables: named memory stores and temp files.
- * Node only (the suites themselves are not).
+ * Image makers for the Node-only conformance rows: temp files. Node only; the rows that run
+ * anywhere are in entries-portable.ts.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { deleteMemoryStore } from '../../src/drivers/protocol/memory.ts';
 import type { TestImage } from './harness.ts';
 
 let serial = 0;
-
-/** A named memory store of `size` bytes (the store is created when the node opens). */
-export function memoryImage(size: number): TestImage & { options: { store: string } } {
-  const store = `conformance-${process.pid}-${serial++}`;
-  return {
-    options: { driver: 'memory', store, size },
-    destroy: async () => void deleteMemoryStore(store),
-  };
-}
 
 /** A directory for temp images, removed by the returned cleanup. */
 export function tempDir(): { path: string; cleanup: () => void } {

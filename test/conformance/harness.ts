@@ -1,7 +1,8 @@
 /**
  * What the conformance suites need from their runner, and their own assertions. No Node and no
- * vitest imports: the same suite code runs under vitest here and inside a browser Worker later,
- * where a small runner provides `describe`/`it` (vitest's own functions satisfy Harness as is).
+ * vitest imports: the same suite code runs under vitest here and inside a browser Worker
+ * (e2e/conformance.spec.ts), where a small runner provides `describe`/`it` (vitest's own
+ * functions satisfy Harness as is).
  */
 import { BlockIOError, type Errno } from '../../src/block/errors.ts';
 import type { DriverCapabilities } from '../../src/block/types.ts';

@@ -1,0 +1,84 @@
+/**
+ * -drive configurations → graph nodes → BlockBackends → v86 IDE disks. v86 has one IDE channel
+ * with two hard disks (`hda` = bus 0 unit 0, `hdb` = bus 0 unit 1); every byte the guest reads or
+ * writes on them goes through the backend and the graph.
+ */
+import { BlockBackend } from '../block/backend.ts';
+import { genericError } from '../block/errors.ts';
+import type { DriveConfig } from '../config/drive.ts';
+import { PROBE_BYTES, probeFormat } from '../config/probe.ts';
+import type { BlockGraph } from '../graph/graph.ts';
+import { V86Disk, type DiskErrorHandler } from './v86-disk.ts';
+
+export type IdeSlot = 'hda' | 'hdb';
+
+export interface IdeDrive {
+  readonly slot: IdeSlot;
+  readonly backend: BlockBackend;
+  readonly disk: V86Disk;
+}
+
+/**
+ * Opens `drive` in `graph` and makes the v86 disk for it. Throws QEMU's texts for what the
+ * machine cannot take (another interface, a CD-ROM, an empty drive, a third disk) and for what
+ * the graph refuses; nothing stays open in the graph on failure.
+ */
+export async function openIdeDrive(
+  graph: BlockGraph,
+  drive: DriveConfig,
+  onError: DiskErrorHandler,
+): Promise<IdeDrive> {
+  const slot = ideSlot(drive);
+  if (!drive.blockdev) throw genericError('Device needs media, but drive is empty');
+  if (drive.snapshot) throw genericError('snapshot=on is not supported yet');
+  const options = drive.probe ? await withProbedFormat(graph, drive) : drive.blockdev;
+  const node = await graph.open(options, drive.source);
+  const { readOnly, werror, rerror, writeback } = drive.backend;
+  let backend: BlockBackend;
+  try {
+    backend = new BlockBackend(graph, drive.id, { readOnly, werror, rerror, writeback });
+    backend.insert(node);
+  } catch (err) {
+    await graph.release(node);
+    throw err;
+  }
+  // A device is attached: from now on the backend applies werror/rerror for it.
+  backend.attachDevice(drive.id);
+  return { slot, backend, disk: new V86Disk(backend, onError) };
+}
+
+/** Flushes what the guest wrote (v86's IDE never sends FLUSH CACHE) and closes the drive. */
+export async function closeIdeDrive(drive: IdeDrive): Promise<void> {
+  try {
+    await drive.backend.flush();
+  } finally {
+    await drive.backend.close();
+  }
+}
+
+function ideSlot(drive: DriveConfig): IdeSlot {
+  const { interface: iface, media, bus, unit } = drive.backend;
+  if (iface !== 'ide' || media !== 'disk' || bus !== 0) {
+    const kind = media === 'cdrom' ? ',media=cdrom' : '';
+    throw genericError(`machine type does not support if=${iface}${kind},bus=${bus},unit=${unit}`);
+  }
+  return unit === 0 ? 'hda' : 'hdb';
+}
+
+/**
+ * The drive's options with the format probed from the image's first sector (-drive without
+ * format=), as qemu-img and -drive do.
+ */
+async function withProbedFormat(graph: BlockGraph, drive: DriveConfig): Promise<Record<string, unknown>> {
+  const blockdev = drive.blockdev!;
+  const file = blockdev.file;
+  if (typeof file !== 'object' || file === null) return blockdev;
+  const node = await graph.open({ ...(file as Record<string, unknown>), 'read-only': true }, drive.source);
+  try {
+    const head = new Uint8Array(PROBE_BYTES);
+    await node.read(0, head);
+    return { ...blockdev, driver: probeFormat(head, node.filename()) };
+  } finally {
+    await graph.release(node);
+  }
+}
