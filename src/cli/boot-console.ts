@@ -34,6 +34,11 @@ export class SerialOutput {
     this.onLine(text);
   }
 
+  /** No partial line is pending: the next output starts a line. */
+  get atLineStart(): boolean {
+    return this.line.length === 0;
+  }
+
   /** Writes out what arrived since the last flush. */
   flush(): void {
     this.scheduled = false;

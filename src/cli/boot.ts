@@ -192,6 +192,7 @@ async function boot(graph: BlockGraph, drives: IdeDrive[], opts: BootArgs, io: C
   if (opts.stats) printStats(drives, performance.now() - started, io);
   if (ending.kind === 'exit') return ending.code;
   if (!opts.until) return 0;
+  if (!output.atLineStart) io.out('\n');
   throw new CliExit(`boot: timed out after ${opts.timeout} s: no serial line matched /${opts.until.source}/`);
 }
 

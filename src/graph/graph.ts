@@ -60,10 +60,17 @@ export class BlockGraph {
   async blockdevDel(name: string): Promise<void> {
     const node = this.nodes.get(name);
     if (!node) throw genericError(`Failed to find node with node-name='${name}'`);
-    const user = node.parents[0];
-    if (user && !(user.parent instanceof BlockNode)) throw genericError(`Node ${name} is in use`);
+    // The checks and texts of QEMU's qmp_blockdev_del, in its order.
+    if (node.parents.some(({ parent }) => !(parent instanceof BlockNode))) {
+      throw genericError(`Node ${name} is in use`);
+    }
+    const overlay = node.parents.find(({ edge }) => edge.role === 'backing');
+    if (overlay) {
+      // The op blocker bdrv_set_backing_hd puts on a backing node.
+      throw genericError(`Node '${name}' is busy: node is used as backing hd of '${overlay.parent.parentName}'`);
+    }
     if (!this.monitorOwned.has(node)) throw genericError(`Node ${name} is not owned by the monitor`);
-    if (user) throw genericError(`Block device ${name} is in use`);
+    if (node.parents.length > 0) throw genericError(`Block device ${name} is in use`);
     this.monitorOwned.delete(node);
     await this.release(node);
   }

@@ -11,12 +11,15 @@ export function checkNodeName(name: string): void {
   if (name.length > NODE_NAME_MAX) throw genericError('Node name too long');
 }
 
-/** Auto-generated names for nodes the user did not name: '#block' + a counter, like QEMU. */
+/**
+ * Auto-generated names for nodes the user did not name, as QEMU's id_generate (util/id.c):
+ * '#block', a counter, then two random digits, so that nobody relies on the exact name.
+ */
 export class NodeNameAllocator {
   private next = 0;
   allocate(taken: (name: string) => boolean): string {
     let name: string;
-    do name = `#block${String(this.next++).padStart(3, '0')}`;
+    do name = `#block${this.next++}${String(Math.floor(Math.random() * 100)).padStart(2, '0')}`;
     while (taken(name));
     return name;
   }

@@ -114,7 +114,8 @@ const MAX_NESTING = 1024;
 
 /**
  * Feeds text in any chunking; `onMessage` is called once per complete message, in order.
- * `end()` flushes what is left at end of input (an unfinished token, an unbalanced message).
+ * Input left incomplete when the connection closes is dropped unanswered, as QEMU's monitor
+ * drops its parser on CHR_EVENT_CLOSED.
  */
 export class JsonStream {
   private state: State = 'start';
@@ -127,13 +128,6 @@ export class JsonStream {
 
   feed(chunk: string): void {
     for (const c of chunk) this.feedChar(c);
-  }
-
-  end(): void {
-    // A pending token ends at end of input as it would before any terminating character.
-    if (this.state !== 'start' && this.state !== 'recovery') this.feedChar('\n');
-    this.state = 'start';
-    if (this.tokens.length > 0) this.emit(parseTokens(this.tokens));
   }
 
   private feedChar(c: string): void {
