@@ -10,7 +10,7 @@ import { genericError } from '../block/errors.ts';
 import type { BlockNode } from '../block/node.ts';
 import { filenameToOptions, parseJsonFilename } from '../config/filename.ts';
 import { parseKeyval } from '../config/keyval.ts';
-import { PROBE_BYTES, probeFormat } from '../config/probe.ts';
+import { probeImageFormat } from '../graph/probe.ts';
 import { findDriver } from '../drivers/index.ts';
 import type { BlockGraph } from '../graph/graph.ts';
 import { displayFilename } from './image-name.ts';
@@ -95,22 +95,9 @@ async function imageOptions(graph: BlockGraph, spec: ImageSpec): Promise<Record<
     if (spec.format !== undefined) return { ...tree, driver: spec.format };
     if (tree.driver !== undefined) return tree;
     if (tree.file === undefined) throw genericError("Parameter 'driver' is missing");
-    return { driver: await probe(graph, tree.file), ...tree };
+    return { driver: await probeImageFormat(graph, tree.file, 'legacy'), ...tree };
   }
   const plain = filenameToOptions(spec.filename, spec.format ?? 'raw');
   if (spec.format !== undefined || plain.file === undefined) return plain;
-  return { ...plain, driver: await probe(graph, plain.file) };
-}
-
-/** Opens the protocol node `file` read-only just long enough to probe its first bytes. */
-async function probe(graph: BlockGraph, file: unknown): Promise<string> {
-  if (typeof file !== 'object' || file === null) return 'raw';
-  const node = await graph.open({ ...(file as Record<string, unknown>), 'read-only': true }, 'legacy');
-  try {
-    const head = new Uint8Array(PROBE_BYTES);
-    await node.read(0, head);
-    return probeFormat(head, node.filename());
-  } finally {
-    await graph.release(node);
-  }
+  return { ...plain, driver: await probeImageFormat(graph, plain.file, 'legacy') };
 }

@@ -6,7 +6,7 @@
 import { BlockBackend } from '../block/backend.ts';
 import { genericError } from '../block/errors.ts';
 import type { DriveConfig } from '../config/drive.ts';
-import { PROBE_BYTES, probeFormat } from '../config/probe.ts';
+import { probeImageFormat } from '../graph/probe.ts';
 import type { BlockGraph } from '../graph/graph.ts';
 import { V86Disk, type DiskErrorHandler } from './v86-disk.ts';
 
@@ -71,14 +71,5 @@ function ideSlot(drive: DriveConfig): IdeSlot {
  */
 async function withProbedFormat(graph: BlockGraph, drive: DriveConfig): Promise<Record<string, unknown>> {
   const blockdev = drive.blockdev!;
-  const file = blockdev.file;
-  if (typeof file !== 'object' || file === null) return blockdev;
-  const node = await graph.open({ ...(file as Record<string, unknown>), 'read-only': true }, drive.source);
-  try {
-    const head = new Uint8Array(PROBE_BYTES);
-    await node.read(0, head);
-    return { ...blockdev, driver: probeFormat(head, node.filename()) };
-  } finally {
-    await graph.release(node);
-  }
+  return { ...blockdev, driver: await probeImageFormat(graph, blockdev.file, drive.source) };
 }
