@@ -39,27 +39,11 @@ virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio
 HOST_TOOLS="syslinux:syslinux syslinux-common:/usr/lib/syslinux/mbr/mbr.bin mtools:mcopy
 dosfstools:mkfs.fat fdisk:sfdisk cpio:cpio"
 
-as_root() {
-	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
-}
+# shellcheck source=lib/host-tools.sh
+source "$ROOT/scripts/lib/host-tools.sh"
 
 log() {
 	echo "build-guest: $*" >&2
-}
-
-# Installs the host packages whose tool (a command or a file) is missing.
-ensure_host_tools() {
-	local missing=() pkg probe
-	for entry in $HOST_TOOLS; do
-		pkg=${entry%%:*}
-		probe=${entry#*:}
-		if [[ $probe == /* ]]; then [ -e "$probe" ] && continue; else command -v "$probe" >/dev/null && continue; fi
-		missing+=("$pkg")
-	done
-	[ ${#missing[@]} -eq 0 ] && return
-	log "installing ${missing[*]}"
-	as_root apt-get update -qq || true
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 }
 
 # Downloads the i386 kernel and busybox-static .debs into $CACHE/debs unless already there.
@@ -191,7 +175,7 @@ write_manifest() {
 }
 
 main() {
-	ensure_host_tools
+	ensure_host_tools "$HOST_TOOLS"
 	fetch_debs
 	unpack_debs
 	local stamp

@@ -77,7 +77,7 @@ async function startOption(
     case 'chardev':
       return addChardev(value, chardevs);
     case 'monitor':
-      monitors.push(parseMonitor(value, chardevs));
+      monitors.push(parseMonitor(value, chardevs, monitors));
       return;
     case 'blockdev': {
       const { options, source } = parseBlockdev(value);
@@ -103,7 +103,7 @@ function addChardev(value: string, chardevs: Set<string>): void {
 }
 
 /** --monitor: QAPI MonitorOptions from keyval, `chardev` implied (qemu-storage-daemon). */
-function parseMonitor(value: string, chardevs: ReadonlySet<string>): Monitor {
+function parseMonitor(value: string, chardevs: ReadonlySet<string>, monitors: readonly Monitor[]): Monitor {
   const opts = parseKeyval(value, { impliedKey: 'chardev' });
   const extra = Object.keys(opts).find((k) => !['id', 'mode', 'pretty', 'chardev'].includes(k));
   if (extra !== undefined) throw genericError(`Parameter '${extra}' is unexpected`);
@@ -114,6 +114,7 @@ function parseMonitor(value: string, chardevs: ReadonlySet<string>): Monitor {
   if (prettyOn === undefined) throw genericError("Parameter 'pretty' expects 'on' or 'off'");
   if (mode === 'readline') throw genericError('Only QMP is supported');
   if (!chardevs.has(chardev)) throw genericError(`chardev "${chardev}" not found`);
+  if (monitors.some((m) => m.chardev === chardev)) throw genericError(`Device '${chardev}' is in use`);
   return { chardev, pretty: prettyOn };
 }
 
