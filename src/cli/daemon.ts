@@ -51,7 +51,11 @@ export const run: CommandRun = (args, io) =>
     }
     const stdio = monitors.find((m) => chardevs.has(m.chardev));
     if (stdio) serveStdio(monitor, stdio.pretty, io, done);
+    // Like qemu-storage-daemon, run until told to stop, even with nothing to serve.
+    const keepAlive = setInterval(() => {}, 1 << 30);
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, done);
     await finished;
+    clearInterval(keepAlive);
     await closeAll(monitor.graph);
     return 0;
   });
@@ -109,7 +113,8 @@ function parseMonitor(value: string, chardevs: ReadonlySet<string>, monitors: re
   if (extra !== undefined) throw genericError(`Parameter '${extra}' is unexpected`);
   const { chardev, mode = 'control', pretty = 'off' } = opts as Record<string, string>;
   if (chardev === undefined) throw genericError("Parameter 'chardev' is missing");
-  if (mode !== 'control' && mode !== 'readline') throw genericError(`Parameter 'mode' does not accept value '${mode}'`);
+  if (mode !== 'control' && mode !== 'readline')
+    throw genericError(`Parameter 'mode' does not accept value '${mode}'`);
   const prettyOn = BOOL_WORDS[pretty];
   if (prettyOn === undefined) throw genericError("Parameter 'pretty' expects 'on' or 'off'");
   if (mode === 'readline') throw genericError('Only QMP is supported');

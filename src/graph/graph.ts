@@ -67,7 +67,9 @@ export class BlockGraph {
     const overlay = node.parents.find(({ edge }) => edge.role === 'backing');
     if (overlay) {
       // The op blocker bdrv_set_backing_hd puts on a backing node.
-      throw genericError(`Node '${name}' is busy: node is used as backing hd of '${overlay.parent.parentName}'`);
+      throw genericError(
+        `Node '${name}' is busy: node is used as backing hd of '${overlay.parent.parentName}'`,
+      );
     }
     if (!this.monitorOwned.has(node)) throw genericError(`Node ${name} is not owned by the monitor`);
     if (node.parents.length > 0) throw genericError(`Block device ${name} is in use`);

@@ -6,7 +6,8 @@
 import { genericError } from '../block/errors.ts';
 
 /** QAPI types our commands use. An enum is a string with a fixed set of values. */
-export type ArgType = 'str' | 'bool' | 'int' | { readonly enum: readonly string[] } | { readonly list: ArgType };
+export type ArgType =
+  'str' | 'bool' | 'int' | { readonly enum: readonly string[] } | { readonly list: ArgType };
 
 export interface ArgSpec {
   readonly type: ArgType;
@@ -18,7 +19,7 @@ export type ArgsSchema = Readonly<Record<string, ArgSpec>>;
 
 /** The word QEMU's "expected: ..." uses for each type. */
 function expected(type: ArgType): string {
-  if (type === 'str' || typeof type === 'object' && 'enum' in type) return 'string';
+  if (type === 'str' || (typeof type === 'object' && 'enum' in type)) return 'string';
   if (type === 'bool') return 'boolean';
   if (type === 'int') return 'integer';
   return 'array';
@@ -28,7 +29,10 @@ function expected(type: ArgType): string {
  * Checks `args` against `schema`; returns them unchanged when they conform.
  * Throws QEMU's GenericError otherwise.
  */
-export function checkArgs(schema: ArgsSchema, args: Readonly<Record<string, unknown>>): Record<string, unknown> {
+export function checkArgs(
+  schema: ArgsSchema,
+  args: Readonly<Record<string, unknown>>,
+): Record<string, unknown> {
   for (const [name, spec] of Object.entries(schema)) {
     if (!Object.hasOwn(args, name)) {
       if (!spec.optional) throw genericError(`Parameter '${name}' is missing`);
@@ -46,7 +50,8 @@ export function checkArgs(schema: ArgsSchema, args: Readonly<Record<string, unkn
  * which QEMU leaves as 'null' for list elements (it uses the member name, and they have none).
  */
 function checkValue(type: ArgType, value: unknown, path: string, name: string): void {
-  if (!hasType(type, value)) throw genericError(`Invalid parameter type for '${path}', expected: ${expected(type)}`);
+  if (!hasType(type, value))
+    throw genericError(`Invalid parameter type for '${path}', expected: ${expected(type)}`);
   if (typeof type !== 'object') return;
   if ('enum' in type) {
     if (!type.enum.includes(value as string)) {

@@ -293,7 +293,10 @@ function unescape(token: string, fail: (message: string) => never): string {
     const code = hexCode(hex);
     i += 4;
     // A high surrogate must pair with an escaped low one; QEMU quotes a bad escape as written.
-    const low = code >= 0xd800 && code < 0xdc00 && token.startsWith('\\u', i + 1) ? hexCode(token.slice(i + 3, i + 7)) : -1;
+    const low =
+      code >= 0xd800 && code < 0xdc00 && token.startsWith('\\u', i + 1)
+        ? hexCode(token.slice(i + 3, i + 7))
+        : -1;
     if (low >= 0xdc00 && low <= 0xdfff) {
       out += String.fromCharCode(code, low);
       i += 6;

@@ -37,10 +37,6 @@ export class QmpMonitor {
     return session;
   }
 
-  disconnect(session: QmpSession): void {
-    this.sessions.delete(session);
-  }
-
   broadcast(event: string, data: Record<string, unknown>): void {
     const message = eventMessage(event, data, realTimeUs());
     for (const session of this.sessions) session.event(message);

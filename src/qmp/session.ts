@@ -56,7 +56,10 @@ export class QmpSession {
   }
 
   private async handle(message: JsonMessage): Promise<void> {
-    if ('error' in message) return this.write(errorMessage({ class: 'GenericError', desc: message.error }, undefined));
+    // Nothing after quit is answered: QEMU leaves its main loop.
+    if (this.quitting) return;
+    if ('error' in message)
+      return this.write(errorMessage({ class: 'GenericError', desc: message.error }, undefined));
     const request = message.value;
     const id = isDict(request) ? request.id : undefined;
     try {

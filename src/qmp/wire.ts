@@ -27,7 +27,11 @@ export function errorMessage(error: QmpErrorBody, id: unknown): Record<string, u
 }
 
 /** An event; QEMU leaves `data` out for events that carry none (STOP, RESUME). */
-export function eventMessage(event: string, data: Record<string, unknown>, nowUs: number): Record<string, unknown> {
+export function eventMessage(
+  event: string,
+  data: Record<string, unknown>,
+  nowUs: number,
+): Record<string, unknown> {
   const timestamp = { seconds: Math.floor(nowUs / 1e6), microseconds: Math.floor(nowUs % 1e6) };
   return Object.keys(data).length === 0 ? { timestamp, event } : { timestamp, event, data };
 }

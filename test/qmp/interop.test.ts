@@ -17,8 +17,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QmpProcess, type Exchange, type Message } from './qmp-process.ts';
 
-const QEMU = ['qemu-system-x86_64', ['-M', 'none', '-nodefaults', '-display', 'none', '-qmp', 'stdio']] as const;
-const OURS = ['node', ['bin/blockgraph.js', 'daemon', '--chardev', 'stdio,id=m0', '--monitor', 'chardev=m0']] as const;
+const QEMU = [
+  'qemu-system-x86_64',
+  ['-M', 'none', '-nodefaults', '-display', 'none', '-qmp', 'stdio'],
+] as const;
+const OURS = [
+  'node',
+  ['bin/blockgraph.js', 'daemon', '--chardev', 'stdio,id=m0', '--monitor', 'chardev=m0'],
+] as const;
 
 /** A step: raw text to send (or built from the previous step's answer), and how many responses it gets. */
 interface Step {
@@ -32,7 +38,8 @@ const cmd = (execute: string, args?: Record<string, unknown>, id?: unknown): str
   JSON.stringify({ execute, ...(args ? { arguments: args } : {}), ...(id !== undefined ? { id } : {}) });
 
 /** The first auto-generated node-name in a response. */
-const autoName = (previous: Exchange): string => JSON.stringify(previous.responses).match(/#block\d+/)?.[0] ?? '';
+const autoName = (previous: Exchange): string =>
+  JSON.stringify(previous.responses).match(/#block\d+/)?.[0] ?? '';
 
 function script(image: string): Step[] {
   const add = (args: Record<string, unknown>) => cmd('blockdev-add', args, 'add');
@@ -81,7 +88,14 @@ function script(image: string): Step[] {
     { text: add({ driver: 'raw', 'node-name': 'r9', file: { driver: 'null-co', bogus: 1 } }) },
     { text: add({ driver: 'file', 'node-name': 'f0', filename: image }) },
     { text: add({ driver: 'raw', 'node-name': 'r0', file: 'f0' }) },
-    { text: add({ driver: 'raw', 'node-name': 'r1', 'read-only': true, file: { driver: 'file', filename: image } }) },
+    {
+      text: add({
+        driver: 'raw',
+        'node-name': 'r1',
+        'read-only': true,
+        file: { driver: 'file', filename: image },
+      }),
+    },
     // Queries over the graph.
     { text: cmd('query-named-block-nodes') },
     { text: cmd('query-named-block-nodes', { flat: true }) },
@@ -117,7 +131,11 @@ function compareWithout(keys: readonly string[]): Step['compare'] {
   const strip = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(strip);
     if (v === null || typeof v !== 'object') return v;
-    return Object.fromEntries(Object.entries(v).filter(([k]) => !keys.includes(k)).map(([k, x]) => [k, strip(x)]));
+    return Object.fromEntries(
+      Object.entries(v)
+        .filter(([k]) => !keys.includes(k))
+        .map(([k, x]) => [k, strip(x)]),
+    );
   };
   return (ours, qemu) => expect(strip(ours)).toEqual(strip(qemu));
 }
@@ -159,8 +177,13 @@ async function mismatches(steps: readonly Step[]): Promise<unknown[]> {
     let previous: [Exchange, Exchange] = [none, none];
     const found: unknown[] = [];
     for (const step of steps) {
-      const [textOurs, textQemu] = previous.map((p) => (typeof step.text === 'string' ? step.text : step.text(p)));
-      previous = await Promise.all([ours.send(textOurs, step.responses), qemu.send(textQemu, step.responses)]);
+      const [textOurs, textQemu] = previous.map((p) =>
+        typeof step.text === 'string' ? step.text : step.text(p),
+      );
+      previous = await Promise.all([
+        ours.send(textOurs, step.responses),
+        qemu.send(textQemu, step.responses),
+      ]);
       const [a, b] = [normOurs(previous[0]), normQemu(previous[1])];
       const compare = step.compare ?? ((x: Exchange, y: Exchange) => expect(x).toEqual(y));
       if (!passes(() => compare(a, b))) found.push({ sent: textQemu, differences: differences(a, b) });
@@ -188,22 +211,35 @@ describe('QMP interop with qemu-system-x86_64', () => {
     expect(await mismatches(script(image))).toEqual([]);
   }, 15000);
 
-  // Known differences in other parts (drivers, graph); when one is fixed this test fails:
-  // move its steps into script() above. (1) raw with offset/size: QEMU names the node
+  // Known differences in other parts (drivers, graph), kept visible: when they are fixed this
+  // test fails — then move its steps into script() above. (1) raw with offset/size: QEMU names the node
   // json:{...} and its file edge does not share resize. (2) QEMU registers a node before the
   // children its driver opens itself (blkdebug's image; everything but `file`), so query
   // orders differ; filters also nest their child as backing-image in query-named-block-nodes.
-  it.fails('also matches for raw with offset/size and a blkdebug filter (known differences)', async () => {
+  it('still differs for raw with offset/size and a blkdebug filter (known differences)', async () => {
     const add = (args: Record<string, unknown>) => cmd('blockdev-add', args, 'add');
     const steps: Step[] = [
       { text: cmd('qmp_capabilities') },
-      { text: add({ driver: 'raw', 'node-name': 'r2', offset: 4096, size: 8192, file: { driver: 'null-co' } }) },
-      { text: add({ driver: 'blkdebug', 'node-name': 'd0', image: { driver: 'null-co', 'node-name': 'n2' } }) },
+      {
+        text: add({
+          driver: 'raw',
+          'node-name': 'r2',
+          offset: 4096,
+          size: 8192,
+          file: { driver: 'null-co' },
+        }),
+      },
+      {
+        text: add({ driver: 'blkdebug', 'node-name': 'd0', image: { driver: 'null-co', 'node-name': 'n2' } }),
+      },
       { text: cmd('query-named-block-nodes') },
       { text: cmd('x-debug-query-block-graph') },
       { text: cmd('quit') },
     ];
-    expect(await mismatches(steps)).toEqual([]);
+    expect((await mismatches(steps)).map((m) => (m as { sent: string }).sent)).toEqual([
+      cmd('query-named-block-nodes'),
+      cmd('x-debug-query-block-graph'),
+    ]);
   }, 15000);
 });
 

@@ -28,7 +28,10 @@ function connect(options: MonitorOptions = {}) {
   return { monitor, greeting, lines, send, execute, negotiated };
 }
 
-const err = (desc: string, id?: unknown, cls = 'GenericError') => ({ ...(id !== undefined && { id }), error: { class: cls, desc } });
+const err = (desc: string, id?: unknown, cls = 'GenericError') => ({
+  ...(id !== undefined && { id }),
+  error: { class: cls, desc },
+});
 const withoutTimestamp = (m: Message) => {
   expect(m.timestamp).toEqual({ seconds: expect.any(Number), microseconds: expect.any(Number) });
   const { timestamp: _, ...rest } = m;
@@ -49,12 +52,16 @@ describe('QMP session: wire format', () => {
     expect(await execute('no-such-command')).toEqual([err(negotiate, undefined, 'CommandNotFound')]);
     // Errors of other classes keep their text.
     expect(await send('{"id": 2}')).toEqual([err("QMP input lacks member 'execute'", 2)]);
-    expect(await execute('qmp_capabilities', { enable: ['x'] })).toEqual([err("Parameter 'null' does not accept value 'x'")]);
+    expect(await execute('qmp_capabilities', { enable: ['x'] })).toEqual([
+      err("Parameter 'null' does not accept value 'x'"),
+    ]);
     expect(await execute('qmp_capabilities', undefined, 3)).toEqual([{ return: {}, id: 3 }]);
     expect(await execute('qmp_capabilities', undefined, 4)).toEqual([
       err('Capabilities negotiation is already complete, command ignored', 4, 'CommandNotFound'),
     ]);
-    expect(await execute('foo', undefined, 5)).toEqual([err('The command foo has not been found', 5, 'CommandNotFound')]);
+    expect(await execute('foo', undefined, 5)).toEqual([
+      err('The command foo has not been found', 5, 'CommandNotFound'),
+    ]);
   });
 
   it('echoes any JSON id, and leaves it out when there was none', async () => {
@@ -68,11 +75,15 @@ describe('QMP session: wire format', () => {
   it("checks the request's members as qmp_dispatch does", async () => {
     const { send } = await connect().negotiated();
     expect(await send('[1]')).toEqual([err('QMP input must be a JSON object')]);
-    expect(await send('{"execute": 1, "id": 1}')).toEqual([err("QMP input member 'execute' must be a string", 1)]);
+    expect(await send('{"execute": 1, "id": 1}')).toEqual([
+      err("QMP input member 'execute' must be a string", 1),
+    ]);
     expect(await send('{"execute": "stop", "arguments": [], "id": 2}')).toEqual([
       err("QMP input member 'arguments' must be an object", 2),
     ]);
-    expect(await send('{"execute": "stop", "control": {}}')).toEqual([err("QMP input member 'control' is unexpected")]);
+    expect(await send('{"execute": "stop", "control": {}}')).toEqual([
+      err("QMP input member 'control' is unexpected"),
+    ]);
     // Without the oob capability, exec-oob is just an unknown member.
     expect(await send('{"exec-oob": "stop"}')).toEqual([err("QMP input member 'exec-oob' is unexpected")]);
     expect(await send('{"a" 1}')).toEqual([err('JSON parse error, missing : in object pair')]);
@@ -95,7 +106,9 @@ describe('QMP session: wire format', () => {
     expect(await execute('blockdev-del', { 'node-name': 5 })).toEqual([
       err("Invalid parameter type for 'node-name', expected: string"),
     ]);
-    expect(await execute('blockdev-del', { 'node-name': 'n', x: 1 })).toEqual([err("Parameter 'x' is unexpected")]);
+    expect(await execute('blockdev-del', { 'node-name': 'n', x: 1 })).toEqual([
+      err("Parameter 'x' is unexpected"),
+    ]);
     expect(await execute('query-named-block-nodes', { flat: 'yes' })).toEqual([
       err("Invalid parameter type for 'flat', expected: boolean"),
     ]);
@@ -119,8 +132,22 @@ describe('QMP session: wire format', () => {
   });
 
   it('turns an unexpected exception into a GenericError instead of dying', async () => {
-    const broken: QmpCommand = { name: 'broken', help: 'test', args: {}, run: () => { throw new TypeError('oops'); } };
-    const failing: QmpCommand = { name: 'failing', help: 'test', args: {}, run: () => { throw genericError('no'); } };
+    const broken: QmpCommand = {
+      name: 'broken',
+      help: 'test',
+      args: {},
+      run: () => {
+        throw new TypeError('oops');
+      },
+    };
+    const failing: QmpCommand = {
+      name: 'failing',
+      help: 'test',
+      args: {},
+      run: () => {
+        throw genericError('no');
+      },
+    };
     const commands = new Map([...COMMANDS, ['broken', broken], ['failing', failing]]);
     const { execute } = await connect({ commands }).negotiated();
     const log = vi.spyOn(console, 'error').mockImplementation(() => {});
@@ -155,7 +182,9 @@ describe('QMP commands', () => {
     const strip = (ms: Message[]) => ms.map((m) => ('event' in m ? withoutTimestamp(m) : m));
     expect(strip(await execute('stop'))).toEqual([{ event: 'STOP' }, { return: {} }]);
     expect(await execute('stop')).toEqual([{ return: {} }]);
-    expect(await execute('query-status')).toEqual([{ return: { running: false, singlestep: false, status: 'paused' } }]);
+    expect(await execute('query-status')).toEqual([
+      { return: { running: false, singlestep: false, status: 'paused' } },
+    ]);
     expect(strip(await execute('cont'))).toEqual([{ event: 'RESUME' }, { return: {} }]);
     expect(await execute('cont')).toEqual([{ return: {} }]);
   });
@@ -169,6 +198,7 @@ describe('QMP commands', () => {
       { return: {}, id: 9 },
     ]);
     expect(onQuit).toHaveBeenCalledOnce();
+    expect(await execute('query-status')).toEqual([]);
   });
 
   it('blockdev-add requires a root node-name, after the driver', async () => {
@@ -178,11 +208,14 @@ describe('QMP commands', () => {
       err("'node-name' must be specified for the root node"),
     ]);
     // Inline children may stay unnamed.
-    expect(await execute('blockdev-add', { driver: 'raw', 'node-name': 'r0', file: { driver: 'null-co' } })).toEqual([
-      { return: {} },
-    ]);
+    expect(
+      await execute('blockdev-add', { driver: 'raw', 'node-name': 'r0', file: { driver: 'null-co' } }),
+    ).toEqual([{ return: {} }]);
     const [nodes] = await execute('query-named-block-nodes');
-    expect((nodes.return as Message[]).map((n) => n['node-name'])).toEqual(['r0', expect.stringMatching(/^#block\d\d\d+$/)]);
+    expect((nodes.return as Message[]).map((n) => n['node-name'])).toEqual([
+      'r0',
+      expect.stringMatching(/^#block\d\d\d+$/),
+    ]);
   });
 
   it('reports a drive: query-block, query-blockstats and the graph with its root edge', async () => {
@@ -212,8 +245,20 @@ describe('QMP commands', () => {
         { id: 1, type: 'block-backend', name: 'drive0' },
       ],
       edges: [
-        { parent: 2, child: 3, name: 'file', perm: ['write', 'consistent-read'], 'shared-perm': ['resize', 'write-unchanged', 'consistent-read'] },
-        { parent: 1, child: 2, name: 'root', perm: ['write', 'consistent-read'], 'shared-perm': ['resize', 'write-unchanged', 'consistent-read'] },
+        {
+          parent: 2,
+          child: 3,
+          name: 'file',
+          perm: ['write', 'consistent-read'],
+          'shared-perm': ['resize', 'write-unchanged', 'consistent-read'],
+        },
+        {
+          parent: 1,
+          child: 2,
+          name: 'root',
+          perm: ['write', 'consistent-read'],
+          'shared-perm': ['resize', 'write-unchanged', 'consistent-read'],
+        },
       ],
     });
     expect(await execute('blockdev-del', { 'node-name': 'r0' })).toEqual([err('Node r0 is in use')]);

@@ -11,7 +11,11 @@ import { NOTHING } from './types.ts';
  * may be auto-named). QAPI has checked the driver union before this check, so a missing driver
  * is reported first.
  */
-export function addRootNode(graph: BlockGraph, options: Record<string, unknown>, source: OptionSource): Promise<BlockNode> {
+export function addRootNode(
+  graph: BlockGraph,
+  options: Record<string, unknown>,
+  source: OptionSource,
+): Promise<BlockNode> {
   if (options.driver !== undefined && !Object.hasOwn(options, 'node-name')) {
     throw genericError("'node-name' must be specified for the root node");
   }

@@ -44,7 +44,13 @@ export const xDebugQueryBlockGraph: QmpCommand = {
     const addEdge = (parent: object, edge: BdrvChild) => {
       const from = idOf(parent);
       const to = idOf(edge.node);
-      edges.unshift({ parent: from, child: to, name: edge.name, perm: permList(edge.perm), 'shared-perm': permList(edge.shared) });
+      edges.unshift({
+        parent: from,
+        child: to,
+        name: edge.name,
+        perm: permList(edge.perm),
+        'shared-perm': permList(edge.shared),
+      });
     };
     for (const blk of ctx.graph.backends.values()) {
       nodes.unshift({ id: idOf(blk), type: 'block-backend', name: blk.name });
