@@ -72,6 +72,22 @@ export interface ImageFacts {
   readonly dirty?: boolean;
   /** The backing file name as recorded in the image (`backing-filename`). */
   readonly backingFilename?: string;
+  /** The backing file format as recorded in the image (`backing-filename-format`). */
+  readonly backingFormat?: string;
+  /** Internal snapshots (`snapshots` in ImageInfo; `qemu-img snapshot -l`). */
+  readonly snapshots?: readonly SnapshotInfo[];
+}
+
+/** QAPI SnapshotInfo: one internal snapshot, as `qemu-img info --output=json` lists it. */
+export interface SnapshotInfo {
+  readonly id: string;
+  readonly name: string;
+  readonly 'vm-state-size': number;
+  readonly 'date-sec': number;
+  readonly 'date-nsec': number;
+  readonly 'vm-clock-sec': number;
+  readonly 'vm-clock-nsec': number;
+  readonly icount?: number;
 }
 
 export interface ChildPermRequest {
