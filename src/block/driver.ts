@@ -22,6 +22,17 @@ export interface OpenContext {
   /** Opened children by option name (`file`, `backing`, `image`, ...); `null` = explicitly none. */
   readonly children: ReadonlyMap<string, BlockNode | null>;
   readonly emit: EventSink;
+  /**
+   * Opens a child the driver found out about itself (qcow2's backing file named in its header),
+   * as bdrv_open_child does: options without `driver` have their format probed. The child is
+   * linked to this node under `name` in `role`, closed with it, and closed again if this open
+   * fails. Absent where a context is built by hand (tests).
+   */
+  readonly openChild?: (
+    options: Record<string, unknown>,
+    name: string,
+    role: ChildRole,
+  ) => Promise<BlockNode>;
 }
 
 /**

@@ -61,6 +61,7 @@ export function imageInfo(node: BlockNode): Record<string, unknown> {
     info['backing-filename-format'] = backing.driver.name;
     info['backing-image'] = imageInfo(backing);
   }
+  if (f?.snapshots?.length) info.snapshots = f.snapshots;
   const specific = node.ops.info?.();
   if (specific) info['format-specific'] = { type: node.driver.name, data: specific };
   return info;

@@ -138,7 +138,15 @@ export class BlockNode implements NodeParent {
       return { bytes: Math.max(bytes, 1), data: false, zero: true, allocated: false, depth: 0 };
     const n = Math.min(bytes, len - offset);
     const bs = this.ops.blockStatus;
-    if (!bs) return { bytes: n, data: true, zero: false, allocated: true, depth: 0 };
+    if (!bs) {
+      if (this.driver.kind !== 'protocol')
+        return { bytes: n, data: true, zero: false, allocated: true, depth: 0 };
+      // A protocol's bytes are where they are (block/io.c: OFFSET_VALID for protocol drivers);
+      // the tail rounding length() up to a sector reads zeros (file-posix: trailing hole).
+      const end = this.ops.length();
+      if (offset >= end) return { bytes: n, data: false, zero: true, allocated: true, depth: 0, offset };
+      return { bytes: Math.min(n, end - offset), data: true, zero: false, allocated: true, depth: 0, offset };
+    }
     return this.track(() => bs.call(this.ops, offset, n));
   }
 

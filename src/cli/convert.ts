@@ -5,31 +5,34 @@
  * reports as zero are not read, and 4 KiB blocks of read data that are all zeros are not written
  * (qemu-img's default -S 4k). A fresh target already reads as zeros, so nothing is written there;
  * with -n the zeros are written as write-zeroes requests.
+ * `-l` converts an internal snapshot instead of the active image, as qemu-img does.
  * Not implemented: several sources, -o, -B, -c, -S, -t/-T, -m/-W, --target-image-opts.
  */
 import type { BlockBackend } from '../block/backend.ts';
 import { errnoOf, STRERROR } from '../block/errors.ts';
+import { parseQemuOpts } from '../config/qemu-opts.ts';
 import { BlockGraph } from '../graph/graph.ts';
 import { createFile, creationPath } from './create-image.ts';
 import { formatFixed } from './format.ts';
 import { parseImageArgs } from './img-args.ts';
 import { openBackend, type ImageSpec } from './image-opts.ts';
-import { CliExit, runReporting, type CliIo } from './program.ts';
+import { CliExit, PROGRAM, runReporting, type CliIo } from './program.ts';
 
 /** Bytes per copy step (qemu-img's default buffer of 4096 sectors). */
 const CHUNK = 2 << 20;
 /** Zero runs shorter than this inside data are written as data (qemu-img's -S default). */
 const MIN_SPARSE = 4096;
 
-export const USAGE = `usage: blockgraph convert [--object objectdef] [--image-opts] [-U] [-p] [-q] [-n] [-f fmt] [-O output_fmt] filename output_filename\n`;
+export const USAGE = `usage: blockgraph convert [--object objectdef] [--image-opts] [-U] [-p] [-q] [-n] [-f fmt] [-O output_fmt] [-l snapshot_param] filename output_filename\n`;
 
 export async function run(args: string[], io: CliIo): Promise<number> {
   return runReporting(io, async () => {
-    const parsed = parseImageArgs(args, 'hf:O:npqU', []);
+    const parsed = parseImageArgs(args, 'hf:O:l:npqU', []);
     if (parsed.values('h').length > 0) {
       io.out(USAGE);
       return 0;
     }
+    const snapshot = parsed.values('l').map(snapshotParam).at(-1);
     const outFormat = parsed.values('O').at(-1) ?? 'raw';
     const noCreate = parsed.values('n').length > 0;
     const progress = parsed.values('p').length > 0 && parsed.values('q').length === 0;
@@ -38,6 +41,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     const [srcName, dstName] = parsed.operands;
     await convertImage(
       { ...parsed.image, filename: srcName, readOnly: true },
+      snapshot,
       { filename: dstName, format: outFormat },
       { noCreate, progress: progress ? (text) => io.out(text) : undefined },
     );
@@ -52,12 +56,42 @@ export interface ConvertOptions {
   readonly progress?: (text: string) => void;
 }
 
-/** Copies the image `src` into `dst` (created unless `noCreate`); throws qemu-img's errors. */
-export async function convertImage(src: ImageSpec, dst: ImageSpec, opts: ConvertOptions = {}): Promise<void> {
+/**
+ * `-l`'s argument: `snapshot.id=ID,snapshot.name=NAME` (either or both), or a bare string that
+ * names a snapshot by ID or else by name (bdrv_snapshot_load_tmp_by_id_or_name).
+ */
+type SnapshotParam = { id?: string; name?: string } | { idOrName: string };
+
+function snapshotParam(arg: string): SnapshotParam {
+  if (!arg.startsWith('snapshot.')) return { idOrName: arg };
+  const fail = (why: string): never => {
+    throw new CliExit(`${why}\n${PROGRAM}: Failed in parsing snapshot param '${arg}'`);
+  };
+  let options: Record<string, string> = {};
+  try {
+    options = parseQemuOpts(arg).options;
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  const bad = Object.keys(options).find((key) => key !== 'snapshot.id' && key !== 'snapshot.name');
+  if (bad !== undefined) fail(`Invalid parameter '${bad}'`);
+  return { id: options['snapshot.id'], name: options['snapshot.name'] };
+}
+
+/**
+ * Copies the image `src` (or its internal snapshot `snapshot`) into `dst` (created unless
+ * `noCreate`); throws qemu-img's errors.
+ */
+export async function convertImage(
+  src: ImageSpec,
+  snapshot: SnapshotParam | undefined,
+  dst: ImageSpec,
+  opts: ConvertOptions = {},
+): Promise<void> {
   const format = dst.format ?? 'raw';
   const path = opts.noCreate ? undefined : creationPath(format, dst.filename);
   const graph = new BlockGraph();
-  const source = await openOrExit(graph, src);
+  const source = snapshot ? await openSnapshot(graph, src, snapshot) : await openOrExit(graph, src);
   try {
     const size = source.length();
     if (path !== undefined) {
@@ -86,6 +120,28 @@ async function openOrExit(graph: BlockGraph, spec: ImageSpec): Promise<BlockBack
     return (await openBackend(graph, spec, '')).blk;
   } catch (err) {
     throw new CliExit(`Could not open '${spec.filename}': ${(err as Error).message}`);
+  }
+}
+
+/**
+ * The image `spec` showing its internal snapshot `param` (qemu-img opens the image, then loads
+ * the snapshot with bdrv_snapshot_load_tmp): open errors as usual, then "Failed to load snapshot".
+ */
+async function openSnapshot(graph: BlockGraph, spec: ImageSpec, param: SnapshotParam): Promise<BlockBackend> {
+  const plain = await openOrExit(graph, spec);
+  const root = plain.root!;
+  const snapshots = root.ops.imageFacts?.().snapshots ?? [];
+  await plain.close();
+  const snapshot =
+    'idOrName' in param
+      ? snapshots.some((sn) => sn.id === param.idOrName)
+        ? { id: param.idOrName }
+        : { name: param.idOrName }
+      : param;
+  try {
+    return (await openBackend(graph, { ...spec, snapshot }, '')).blk;
+  } catch (err) {
+    throw new CliExit(`Failed to load snapshot: ${(err as Error).message}`);
   }
 }
 

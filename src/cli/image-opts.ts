@@ -25,6 +25,10 @@ export interface ImageSpec {
   readonly readOnly?: boolean;
   /** `-U`: share all permissions; QEMU allows it on read-only images only. */
   readonly forceShare?: boolean;
+  /** Do not open the backing file the image names (BDRV_O_NO_BACKING, as qemu-img info). */
+  readonly noBacking?: boolean;
+  /** `convert -l`: show this internal snapshot, read-only (qcow2's `x-snapshot` option). */
+  readonly snapshot?: { readonly id?: string; readonly name?: string };
 }
 
 export interface OpenedImage {
@@ -50,6 +54,17 @@ export function checkFormatOptions(tool: 'img' | 'io', spec: ImageSpec): void {
 export async function openImage(graph: BlockGraph, spec: ImageSpec): Promise<OpenedImage> {
   const options = await imageOptions(graph, spec);
   const name = displayFilename(options);
+  const driver = findDriver(String(options.driver));
+  if (spec.noBacking && driver?.options.backing && options.backing === undefined) options.backing = null;
+  if (spec.snapshot) {
+    // bdrv_snapshot_load_tmp's refusal for drivers that cannot show a snapshot.
+    if (!driver?.options['x-snapshot']) {
+      throw genericError(
+        `Block format '${String(options.driver)}' used by device '' does not support temporarily loading internal snapshots`,
+      );
+    }
+    options['x-snapshot'] = spec.snapshot;
+  }
   if (spec.readOnly) options['read-only'] = true;
   if (spec.forceShare) {
     if (options['read-only'] !== true && options['read-only'] !== 'on') {

@@ -50,14 +50,24 @@ export function qobjectJson(value: unknown, pretty = false, indent = ''): string
   if (typeof value === 'string') return jsonString(value);
   if (value === null || typeof value !== 'object') return String(value);
   const record = value as Record<string, unknown>;
+  const items = qdictKeys(record).map(
+    (key) => `${jsonString(key)}: ${qobjectJson(record[key], pretty, inner)}`,
+  );
+  return wrap('{', items, '}');
+}
+
+/**
+ * The keys of `record` in QDict's iteration order (qdict_first/qdict_next): bucket by bucket,
+ * newest key first within a bucket. QEMU's JSON and human dumps (qemu-img info) both use it.
+ */
+export function qdictKeys(record: Record<string, unknown>): string[] {
   const keys = Object.keys(record).map((key, index) => ({
     key,
     index,
     bucket: tdbHash(key) % QDICT_BUCKETS,
   }));
   keys.sort((a, b) => a.bucket - b.bucket || b.index - a.index);
-  const items = keys.map(({ key }) => `${jsonString(key)}: ${qobjectJson(record[key], pretty, inner)}`);
-  return wrap('{', items, '}');
+  return keys.map(({ key }) => key);
 }
 
 const QDICT_BUCKETS = 512;

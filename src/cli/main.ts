@@ -20,6 +20,15 @@ const COMMANDS: Readonly<Record<string, Command>> = {
     summary: 'copy a disk image into a new one (qemu-img convert)',
     load: () => import('./convert.ts'),
   },
+  map: { summary: 'print the allocation map of a disk image (qemu-img map)', load: () => import('./map.ts') },
+  compare: {
+    summary: 'check whether two disk images have the same content (qemu-img compare)',
+    load: () => import('./compare.ts'),
+  },
+  snapshot: {
+    summary: 'list the internal snapshots of a disk image (qemu-img snapshot)',
+    load: () => import('./snapshot.ts'),
+  },
   io: { summary: 'run I/O commands on a disk image (qemu-io)', load: () => import('./io.ts') },
   boot: { summary: 'boot v86 from disks served by the graph', load: () => import('./boot.ts') },
   daemon: { summary: 'serve QMP over the graph (qemu-storage-daemon)', load: () => import('./daemon.ts') },

@@ -19,12 +19,14 @@ export interface CliIo {
 /** A command's entry point: arguments after the command name; resolves to the exit code. */
 export type CommandRun = (args: string[], io: CliIo) => Promise<number>;
 
-/** Ends a command with `message` on stderr (after the program name) and exit code 1. */
+/** Ends a command with `message` on stderr (after the program name) and exit code `status`. */
 export class CliExit extends Error {
   constructor(
     message: string,
     /** qemu-img's error_exit() adds a "Try ... --help" line after usage errors. */
     readonly usage = false,
+    /** The exit code; 1 unless the command has its own (qemu-img compare: 2 to 4). */
+    readonly status = 1,
   ) {
     super(message);
     this.name = 'CliExit';
@@ -47,7 +49,7 @@ export async function runReporting(io: CliIo, body: () => Promise<number>): Prom
     if (err instanceof CliExit) {
       report(io, err.message);
       if (err.usage) io.err(`Try '${PROGRAM} --help' for more information\n`);
-      return 1;
+      return err.status;
     }
     if (err instanceof QmpError) {
       report(io, err.message);

@@ -1,6 +1,7 @@
 /** The driver registry: one line per driver. */
 import type { BlockDriver } from '../block/driver.ts';
 import { blkdebugDriver } from './filter/blkdebug.ts';
+import { qcow2Driver } from './format/qcow2.ts';
 import { rawDriver } from './format/raw.ts';
 import { fileDriver } from './protocol/file.ts';
 import { memoryDriver } from './protocol/memory.ts';
@@ -11,6 +12,7 @@ export const DRIVERS: readonly BlockDriver[] = [
   fileDriver,
   nullCoDriver,
   rawDriver,
+  qcow2Driver,
   blkdebugDriver,
 ];
 

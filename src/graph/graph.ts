@@ -16,6 +16,7 @@ import { validateOptions, type OptionSource } from '../config/validate.ts';
 import { findDriver } from '../drivers/index.ts';
 import { checkNodeName, NodeNameAllocator } from './node-name.ts';
 import { refreshPermissions } from './permissions.ts';
+import { probeImageFormat } from './probe.ts';
 
 /** Options inherited by inline children unless they set them (QEMU's bdrv_inherited_options). */
 const INHERITED = ['read-only', 'auto-read-only', 'cache', 'discard'] as const;
@@ -142,7 +143,18 @@ export class BlockGraph {
       }
       children.set(key, await this.resolveChild(value, source, `${path}${key}.`, valid, opened, depth));
     }
-    const ctx: OpenContext = { nodeName, readOnly, options: own, children, emit: this.emit };
+    const found: [string, BlockNode, ChildRole][] = [];
+    const openChild = async (opts: Record<string, unknown>, name: string, role: ChildRole) => {
+      // Options a driver builds are typed values, as in QMP. No `driver`: probe (bdrv_open_inherit).
+      const options =
+        opts.driver === undefined
+          ? { ...opts, driver: await probeImageFormat(this, opts.file, 'qmp') }
+          : opts;
+      const child = await this.openNode(options, 'qmp', `${path}${name}.`, undefined, opened, depth + 1);
+      found.push([name, child, role]);
+      return child;
+    };
+    const ctx: OpenContext = { nodeName, readOnly, options: own, children, emit: this.emit, openChild };
     const ops = await driver.open(ctx);
     const node = new BlockNode(nodeName, driver, ops, readOnly, valid);
     this.nodes.set(nodeName, node);
@@ -150,6 +162,7 @@ export class BlockGraph {
     for (const [key, child] of children) {
       if (child) this.link(node, child, key, schema[key]?.role ?? 'file');
     }
+    for (const [key, child, role] of found) this.link(node, child, key, role);
     return node;
   }
 

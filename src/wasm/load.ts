@@ -14,6 +14,16 @@ export interface BlockgraphExports {
   copy(dst: number, src: number, len: number): void;
   /** May grow memory. */
   scratch(len: number): number;
+  // The qcow2 engine (assembly/qcow2/index.ts); typed and documented in src/qcow2/engine.ts.
+  qcow2Io(): number;
+  qcow2Alloc(len: number): number;
+  qcow2ParseHeader(ptr: number, readWrite: number): number;
+  qcow2HeaderField(i: number): bigint;
+  qcow2UseL1(table: number): number;
+  qcow2ConfigureCache(slots: number, bytes: number): number;
+  qcow2Map(): number;
+  qcow2Loaded(slot: number, ok: number): void;
+  qcow2CleanUnused(): number;
 }
 
 /** Where the module is: next to the sources in Node, an asset URL once vite has bundled this file. */
@@ -43,20 +53,36 @@ export async function instantiateBlockgraph(
   return exports;
 }
 
+/**
+ * Compiled modules by URL: a module is compiled once and instantiated as often as needed (the
+ * qcow2 engine takes one instance per image). A failed compile is forgotten, so it can be retried.
+ */
+const compiled = new Map<string, Promise<WebAssembly.Module>>();
+
 async function instantiate(
   source: URL | BufferSource,
   imports: WebAssembly.Imports,
-): Promise<WebAssembly.WebAssemblyInstantiatedSource> {
+): Promise<{ instance: WebAssembly.Instance }> {
   if (!(source instanceof URL)) return WebAssembly.instantiate(source, imports);
+  let module = compiled.get(source.href);
+  if (!module) {
+    module = compile(source);
+    compiled.set(source.href, module);
+    module.catch(() => compiled.delete(source.href));
+  }
+  return { instance: await WebAssembly.instantiate(await module, imports) };
+}
+
+async function compile(source: URL): Promise<WebAssembly.Module> {
   if (source.protocol === 'file:') {
     // Node (its fetch has no file: support). getBuiltinModule, not import(), keeps bundlers
     // from pulling node:fs into browser builds.
     const { readFile } = process.getBuiltinModule('node:fs/promises');
-    return WebAssembly.instantiate(await readFile(source), imports);
+    return WebAssembly.compile(await readFile(source));
   }
   const response = await fetch(source);
   if (!response.ok) throw new Error(`Cannot load ${source.href}: HTTP ${response.status}`);
-  return WebAssembly.instantiateStreaming(response, imports);
+  return WebAssembly.compileStreaming(response);
 }
 
 /** An AssemblyScript string: UTF-16LE code units, preceded by their byte length at ptr - 4. */

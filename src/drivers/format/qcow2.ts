@@ -1,0 +1,405 @@
+/**
+ * qcow2 (QEMU block/qcow2.c), read side: the host half of the sans-I/O engine (DESIGN.md §3,
+ * src/qcow2/engine.ts). Open reads the header, extensions, L1 table and snapshot table from the
+ * `file` child; reads ask the engine to map guest ranges and then read data from the file (or
+ * the external data file), the backing node, or decompress clusters.
+ *
+ * Writes are not implemented yet (issue 4): a read-write open succeeds as in QEMU (so
+ * `-drive file=x.qcow2` works), and every write-type request fails with ENOTSUP. Hence nothing
+ * here ever changes the image: dirty images open (their refcounts are not needed to read),
+ * and unknown autoclear bits are left alone.
+ */
+import type { BlockDriver, BlockDriverOps, ImageFacts, OpenContext } from '../../block/driver.ts';
+import { BlockIOError, genericError, ioError, QmpError, STRERROR, errnoOf } from '../../block/errors.ts';
+import type { BlockNode } from '../../block/node.ts';
+import type { BlockStatus } from '../../block/types.ts';
+import { registerFormatProbe } from '../../config/probe.ts';
+import {
+  EngineError,
+  HEADER_BYTES,
+  Qcow2Engine,
+  Status,
+  Table,
+  type Qcow2Header,
+} from '../../qcow2/engine.ts';
+import { siblingFileOptions } from './qcow2/backing.ts';
+import { parseBitmapDirectory, type BitmapInfo } from './qcow2/bitmaps.ts';
+import { cacheSizes } from './qcow2/cache-options.ts';
+import { openError } from './qcow2/errors.ts';
+import { parseExtensions, unsupportedFeatureText, type HeaderExtensions } from './qcow2/extensions.ts';
+import { QCOW2_OPTIONS } from './qcow2/options.ts';
+import { Qcow2Reader, type Extent } from './qcow2/reader.ts';
+import { findSnapshot, readSnapshotTable, snapshotInfo, type Qcow2Snapshot } from './qcow2/snapshots.ts';
+
+const INCOMPAT_DIRTY = 1n;
+const INCOMPAT_CORRUPT = 2n;
+const INCOMPAT_DATA_FILE = 4n;
+const INCOMPAT_EXTL2 = 16n;
+const COMPAT_LAZY_REFCOUNTS = 1n;
+const AUTOCLEAR_DATA_FILE_RAW = 2n;
+const DEFAULT_CACHE_CLEAN_INTERVAL = 600;
+const UINT_MAX = 0xffffffff;
+
+// QEMU's qcow2_probe: the magic and a version of at least 2 score 100.
+registerFormatProbe('qcow2', (head) =>
+  head.length >= 8 &&
+  head[0] === 0x51 &&
+  head[1] === 0x46 &&
+  head[2] === 0x49 &&
+  head[3] === 0xfb &&
+  new DataView(head.buffer, head.byteOffset, 8).getUint32(4) >= 2
+    ? 100
+    : 0,
+);
+
+export const qcow2Driver = {
+  name: 'qcow2',
+  kind: 'format',
+  options: QCOW2_OPTIONS,
+  capabilities: { writable: false, persistent: true, growable: false, discard: false, writeZeroes: false },
+
+  async open(ctx): Promise<BlockDriverOps> {
+    const file = ctx.children.get('file');
+    if (!file) throw genericError('A block device must be specified for "file"');
+    return openImage(ctx, file);
+  },
+} as const satisfies BlockDriver;
+
+/** Everything open learns from the image before it can serve requests. */
+interface OpenedImage {
+  header: Qcow2Header;
+  ext: HeaderExtensions;
+  backingName?: string;
+  snapshots: Qcow2Snapshot[];
+  bitmaps: BitmapInfo[];
+}
+
+/** qcow2_do_open, in QEMU's order, so the first problem reported is the one QEMU reports. */
+async function openImage(ctx: OpenContext, file: BlockNode): Promise<BlockDriverOps> {
+  const opts = ctx.options;
+  const engine = await Qcow2Engine.create();
+  const readAt = (offset: number, len: number) => readFile(file, offset, len);
+  const head = await readOr(() => readAt(0, HEADER_BYTES), 'Could not read qcow2 header');
+  let header: Qcow2Header;
+  try {
+    header = engine.parseHeader(head, !ctx.readOnly);
+  } catch (err) {
+    if (!(err instanceof EngineError)) throw err;
+    if (err.status !== Status.UNSUPPORTED_FEATURE) throw openError(err.status, err.value);
+    // Name the features from the image's own table; a broken table just leaves them unnamed.
+    const ext = await readExtensionsLoosely(file, head);
+    throw genericError(unsupportedFeatureText(ext?.features ?? [], err.value));
+  }
+  const clusterSize = 2 ** header.clusterBits;
+  const size = Math.floor(header.size / 512) * 512;
+
+  await readOr(
+    () =>
+      engine.useL1(Table.ACTIVE_L1, header.l1TableOffset, header.l1Size, (dst) =>
+        file.read(header.l1TableOffset, dst),
+      ),
+    'Could not read L1 table',
+  );
+  configureCache(engine, opts, header, clusterSize, size);
+  checkEncryptionOptions(header, opts);
+
+  const extEnd = header.backingFileOffset || clusterSize;
+  const extArea = await readAt(header.headerLength, Math.max(0, extEnd - header.headerLength));
+  const ext = parseExtensions(extArea, header.autoclearFeatures, clusterSize);
+  const dataFile = await openDataFile(ctx, file, header, ext);
+  checkEncryption(header, ext);
+
+  const image: OpenedImage = { header, ext, snapshots: [], bitmaps: [] };
+  if (header.backingFileOffset !== 0) image.backingName = await readBackingName(readAt, header, clusterSize);
+  image.snapshots = await readSnapshotTable(readAt, header.snapshotsOffset, header.nbSnapshots, size);
+  if (ext.bitmaps) {
+    const { directoryOffset, directorySize, nbBitmaps } = ext.bitmaps;
+    image.bitmaps = parseBitmapDirectory(await readAt(directoryOffset, directorySize), nbBitmaps);
+  }
+
+  let length = size;
+  const snapshot = opts['x-snapshot'] as { id?: string; name?: string } | undefined;
+  if (snapshot) {
+    // bdrv_snapshot_load_tmp: only on a read-only node; the snapshot's L1 table and size.
+    if (!ctx.readOnly) throw genericError('Device is not readonly');
+    const sn = findSnapshot(image.snapshots, snapshot.id, snapshot.name);
+    await readOr(
+      () =>
+        engine.useL1(Table.SNAPSHOT_L1, sn.l1TableOffset, sn.l1Size, (dst) =>
+          file.read(sn.l1TableOffset, dst),
+        ),
+      'Failed to load snapshot',
+    );
+    length = sn.diskSize;
+  }
+
+  const backing = await openBacking(ctx, file, image);
+  const compression = header.compressionType === 1 ? 'zstd' : 'deflate';
+  const reader = new Qcow2Reader(engine, { file, dataFile, backing, clusterSize, compression }, (msg) =>
+    ctx.emit('BLOCK_IMAGE_CORRUPTED', { device: '', 'node-name': ctx.nodeName, msg, fatal: true }),
+  );
+  return new Qcow2Node(reader, image, length, clusterSize, cleanInterval(engine, opts));
+}
+
+/** Reads `len` bytes at `offset` of `node`; offsets beyond 2^53 fail as QEMU's beyond 2^63 do. */
+async function readFile(node: BlockNode, offset: number, len: number): Promise<Uint8Array> {
+  if (offset + len > Number.MAX_SAFE_INTEGER) throw ioError('EIO');
+  const buf = new Uint8Array(len);
+  await node.read(offset, buf);
+  return buf;
+}
+
+/** Runs a read of open; a failure becomes QEMU's "<what>: <strerror>" (error_setg_errno). */
+async function readOr<T>(op: () => Promise<T>, what: string): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    if (err instanceof EngineError) throw openError(err.status, err.value);
+    if (err instanceof QmpError && !(err instanceof BlockIOError)) throw err;
+    throw genericError(`${what}: ${STRERROR[errnoOf(err)]}`);
+  }
+}
+
+/** The extensions of an image whose header the engine refused (for feature names only). */
+async function readExtensionsLoosely(
+  file: BlockNode,
+  head: Uint8Array,
+): Promise<HeaderExtensions | undefined> {
+  const v = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  const clusterSize = 2 ** v.getUint32(20);
+  const headerLength = v.getUint32(100);
+  const backingOffset = Number(v.getBigUint64(8));
+  const end = backingOffset || clusterSize;
+  try {
+    return parseExtensions(await readFile(file, headerLength, end - headerLength), 0n, clusterSize);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Cache options (qcow2_update_options_prepare): sizes, the clean interval, lazy refcounts. */
+function configureCache(
+  engine: Qcow2Engine,
+  opts: Readonly<Record<string, unknown>>,
+  header: Qcow2Header,
+  clusterSize: number,
+  size: number,
+): void {
+  const extendedL2 = (header.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n;
+  const sizes = cacheSizes(opts, clusterSize, size, extendedL2 ? 16 : 8);
+  if (!engine.configureCache(sizes.l2Entries, sizes.l2EntryBytes)) {
+    throw genericError('Could not allocate metadata caches');
+  }
+  const interval = opts['cache-clean-interval'];
+  if (typeof interval === 'number' && interval > UINT_MAX) throw genericError('Cache clean interval too big');
+  if (opts['lazy-refcounts'] === true && header.version < 3) {
+    throw genericError('Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level');
+  }
+}
+
+/** A timer dropping unused cache entries every cache-clean-interval seconds (0: none). */
+function cleanInterval(
+  engine: Qcow2Engine,
+  opts: Readonly<Record<string, unknown>>,
+): (() => void) | undefined {
+  const seconds = (opts['cache-clean-interval'] as number | undefined) ?? DEFAULT_CACHE_CLEAN_INTERVAL;
+  if (seconds === 0) return undefined;
+  const timer = setInterval(() => engine.cleanUnused(), seconds * 1000);
+  // Node: an idle cache timer must not keep the process alive.
+  (timer as { unref?: () => void }).unref?.();
+  return () => clearInterval(timer);
+}
+
+/** The `encrypt` options against the header's method (qcow2_update_options_prepare). */
+function checkEncryptionOptions(header: Qcow2Header, opts: Readonly<Record<string, unknown>>): void {
+  const format = (opts.encrypt as { format?: unknown } | undefined)?.format;
+  if (header.cryptMethod === 0) {
+    if (typeof format === 'string') {
+      throw genericError(`No encryption in image header, but options specified format '${format}'`);
+    }
+    return;
+  }
+  if (header.cryptMethod > 2) throw genericError(`Unsupported encryption method ${header.cryptMethod}`);
+  const method = header.cryptMethod === 1 ? 'aes' : 'luks';
+  if (typeof format === 'string' && format !== method) {
+    throw genericError(`Header reported '${method}' encryption format but options specify '${format}'`);
+  }
+}
+
+/** Encrypted images are refused: blockgraph has no qcow2 encryption (QEMU's texts where it has one). */
+function checkEncryption(header: Qcow2Header, ext: HeaderExtensions): void {
+  if (header.cryptMethod === 0) return;
+  if (header.cryptMethod === 2 && !ext.cryptoHeader) {
+    throw genericError('Missing CRYPTO header for crypt method 2');
+  }
+  throw genericError('Encrypted qcow2 images are not supported');
+}
+
+/** The data-file child: given, named by the image, required, or refused, as qcow2_do_open decides. */
+async function openDataFile(
+  ctx: OpenContext,
+  file: BlockNode,
+  header: Qcow2Header,
+  ext: HeaderExtensions,
+): Promise<BlockNode | undefined> {
+  let dataFile = ctx.children.get('data-file') ?? undefined;
+  if ((header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n) {
+    if (!dataFile && ext.dataFile !== undefined) {
+      // A data file is a protocol node holding guest clusters (BDRV_CHILD_DATA): no probing.
+      const options = siblingFileOptions(file.options, ext.dataFile);
+      if (!options || !ctx.openChild) throw genericError(`Cannot open data file '${ext.dataFile}'`);
+      dataFile = await ctx.openChild({ ...options, 'read-only': ctx.readOnly }, 'data-file', 'data-file');
+    }
+    if (!dataFile) throw genericError("'data-file' is required for this image");
+    return dataFile;
+  }
+  if (dataFile) throw genericError("'data-file' can only be set for images with an external data file");
+  if ((header.autoclearFeatures & AUTOCLEAR_DATA_FILE_RAW) !== 0n) {
+    throw genericError('data-file-raw requires a data file');
+  }
+  return undefined;
+}
+
+async function readBackingName(
+  readAt: (offset: number, len: number) => Promise<Uint8Array>,
+  header: Qcow2Header,
+  clusterSize: number,
+): Promise<string> {
+  const len = header.backingFileSize;
+  // The name must fit bs->backing_file (PATH_MAX) and the first cluster.
+  if (len > Math.min(1023, clusterSize - header.backingFileOffset)) {
+    throw genericError('Backing file name too long');
+  }
+  const bytes = await readOr(() => readAt(header.backingFileOffset, len), 'Could not read backing file name');
+  return new TextDecoder().decode(bytes);
+}
+
+/**
+ * The backing node (bdrv_open_backing_file): the `backing` option when given (null: none), else
+ * the file the image names, resolved next to it by the same protocol, opened read-only in the
+ * format the image records or, without one, the probed format.
+ */
+async function openBacking(
+  ctx: OpenContext,
+  file: BlockNode,
+  image: OpenedImage,
+): Promise<BlockNode | undefined> {
+  if (ctx.children.has('backing')) return ctx.children.get('backing') ?? undefined;
+  const name = image.backingName;
+  if (name === undefined || name === '') return undefined;
+  const fileOptions = siblingFileOptions(file.options, name);
+  if (!fileOptions || !ctx.openChild) {
+    throw genericError(`Could not open backing file: cannot resolve '${name}' next to '${file.filename()}'`);
+  }
+  const options: Record<string, unknown> = { file: fileOptions, 'read-only': true };
+  if (image.ext.backingFormat) options.driver = image.ext.backingFormat;
+  try {
+    return await ctx.openChild(options, 'backing', 'backing');
+  } catch (err) {
+    throw genericError(`Could not open backing file: ${(err as Error).message}`);
+  }
+}
+
+/** The per-node operations over an open image. */
+class Qcow2Node implements BlockDriverOps {
+  constructor(
+    private readonly reader: Qcow2Reader,
+    private readonly image: OpenedImage,
+    private readonly size: number,
+    private readonly clusterSize: number,
+    private readonly stopCleaning: (() => void) | undefined,
+  ) {}
+
+  length(): number {
+    return this.size;
+  }
+
+  read(offset: number, dst: Uint8Array): Promise<void> {
+    return this.reader.read(offset, dst);
+  }
+
+  async write(): Promise<void> {
+    throw notYet();
+  }
+
+  async writeZeroes(): Promise<void> {
+    throw notYet();
+  }
+
+  async discard(): Promise<void> {
+    throw notYet();
+  }
+
+  async truncate(): Promise<void> {
+    throw notYet();
+  }
+
+  /**
+   * qcow2_co_block_status plus bdrv_co_block_status's rules for unallocated ranges: those are
+   * answered by the backing node with `depth` + 1, and `allocated` then says whether the layer
+   * at that depth has them (qemu-img map's `present`).
+   */
+  async blockStatus(offset: number, bytes: number): Promise<BlockStatus> {
+    const e: Extent = await this.reader.extent(offset, bytes);
+    const n = e.bytes;
+    const at = e.host;
+    switch (e.status) {
+      case Status.DATA:
+        return { bytes: n, data: true, zero: false, allocated: true, depth: 0, offset: at };
+      case Status.COMPRESSED:
+        return { bytes: n, data: true, zero: false, allocated: true, depth: 0 };
+      case Status.ZERO_ALLOC:
+        return { bytes: n, data: false, zero: true, allocated: true, depth: 0, offset: at };
+      case Status.ZERO_PLAIN:
+        return { bytes: n, data: false, zero: true, allocated: true, depth: 0 };
+    }
+    const backing = this.reader.backing;
+    if (!backing) {
+      // A preallocated but unallocated subcluster still has its host offset (OFFSET_VALID).
+      const unalloc = { bytes: n, data: false, zero: true, allocated: false, depth: 0 };
+      return e.status === Status.UNALLOC_ALLOC ? { ...unalloc, offset: at } : unalloc;
+    }
+    const below = await backing.blockStatus(offset, n);
+    return { ...below, bytes: Math.min(below.bytes, n), depth: below.depth + 1 };
+  }
+
+  async close(): Promise<void> {
+    this.stopCleaning?.();
+  }
+
+  /** ImageInfoSpecificQCow2 (qcow2_get_specific_info), members in qemu-img's output order. */
+  info(): Record<string, unknown> {
+    const h = this.image.header;
+    const compression = h.compressionType === 1 ? 'zstd' : 'zlib';
+    if (h.version === 2) return { compat: '0.10', 'compression-type': compression, 'refcount-bits': 16 };
+    const out: Record<string, unknown> = {
+      compat: '1.1',
+      'compression-type': compression,
+      'lazy-refcounts': (h.compatibleFeatures & COMPAT_LAZY_REFCOUNTS) !== 0n,
+    };
+    if (this.image.bitmaps.length > 0) out.bitmaps = this.image.bitmaps;
+    out['refcount-bits'] = 2 ** h.refcountOrder;
+    if ((h.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n) {
+      if (this.image.ext.dataFile !== undefined) out['data-file'] = this.image.ext.dataFile;
+      out['data-file-raw'] = (h.autoclearFeatures & AUTOCLEAR_DATA_FILE_RAW) !== 0n;
+    }
+    out.corrupt = (h.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n;
+    out['extended-l2'] = (h.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n;
+    return out;
+  }
+
+  imageFacts(): ImageFacts {
+    const { header, ext, backingName, snapshots } = this.image;
+    return {
+      clusterSize: this.clusterSize,
+      dirty: (header.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n,
+      ...(backingName !== undefined && { backingFilename: backingName }),
+      ...(ext.backingFormat !== undefined && { backingFormat: ext.backingFormat }),
+      snapshots: snapshots.map(snapshotInfo),
+    };
+  }
+}
+
+function notYet(): BlockIOError {
+  return ioError('ENOTSUP', 'qcow2: writing is not supported yet; open the image read-only');
+}
