@@ -41,7 +41,10 @@ export interface BlockStatus {
   data: boolean;
   /** Reads return zeros. */
   zero: boolean;
-  /** Allocated in this node (not falling through to a backing child). */
+  /**
+   * Allocated at the layer `depth` names (what qemu-img map calls `present`): a range that falls
+   * through to a backing child carries that child's answer with `depth` + 1.
+   */
   allocated: boolean;
   /** How many backing links down the data lives (0: this node). */
   depth: number;
