@@ -5,7 +5,11 @@ import { fileURLToPath } from 'node:url';
 import { inflateRawSync, type Zlib } from 'node:zlib';
 import { expect, test } from '@playwright/test';
 import type { CompressionType } from '../src/drivers/format/qcow2/compress.ts';
-import { makeSource, qemuCompressedClusters } from '../test/drivers/format/qcow2/compressed-clusters.ts';
+import {
+  makeSource,
+  overlapping,
+  qemuCompressedClusters,
+} from '../test/drivers/format/qcow2/compressed-clusters.ts';
 import type { ClusterCase } from './fixtures/compress.ts';
 
 const CLUSTER_SIZE = 65536;
@@ -17,11 +21,15 @@ test.beforeAll(() => {
 });
 test.afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const base64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('base64');
+const base64 = (bytes: Uint8Array) =>
+  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('base64');
 
 /** qemu-img's compressed clusters of `source`, as cases for the page. */
 function cases(type: CompressionType): ClusterCase[] {
-  return qemuCompressedClusters(dir, source, type, CLUSTER_SIZE).map(({ guestOffset, src }) => ({
+  const clusters = qemuCompressedClusters(dir, source, type, CLUSTER_SIZE);
+  expect(clusters.length).toBe(source.length / CLUSTER_SIZE);
+  expect(overlapping(clusters)).toBeGreaterThan(0);
+  return clusters.map(({ guestOffset, src }) => ({
     type,
     clusterSize: CLUSTER_SIZE,
     src: base64(src),
@@ -31,14 +39,15 @@ function cases(type: CompressionType): ClusterCase[] {
 
 test('QEMU-compressed clusters decode in a Worker, trailing bytes and all', async ({ page }) => {
   const all = [...cases('deflate'), ...cases('zstd')];
-  expect(all.filter((c) => c.type === 'deflate').length).toBe(8);
-  expect(all.filter((c) => c.type === 'zstd').length).toBe(8);
 
   // A deflate descriptor with bytes after its stream, and that stream alone (zlib says where it ends).
   const [first] = qemuCompressedClusters(dir, source, 'deflate', CLUSTER_SIZE);
   const { engine } = inflateRawSync(first.src, { info: true }) as unknown as { engine: Zlib };
   expect(engine.bytesWritten).toBeLessThan(first.src.length);
-  const deflate = { withTrailingBytes: base64(first.src), exactStream: base64(first.src.subarray(0, engine.bytesWritten)) };
+  const deflate = {
+    withTrailingBytes: base64(first.src),
+    exactStream: base64(first.src.subarray(0, engine.bytesWritten)),
+  };
 
   await page.goto('/');
   // Vite's dev server serves files outside web/ under /@fs/.
@@ -58,8 +67,16 @@ test('QEMU-compressed clusters decode in a Worker, trailing bytes and all', asyn
     message: 'qcow2: invalid zstd compressed cluster: no zstd frame at byte 0',
   });
   // The finding that rules out the platform decoder: Chromium's DecompressionStream decodes the
-  // exact stream but rejects the very same stream followed by the rest of its last sector.
+  // exact stream but rejects the very same stream followed by the rest of its last sector (the
+  // cluster's bytes were seen to arrive before the error, which is not something to rely on).
   expect(report.platformInflate.exactStream).toEqual({ ok: true, bytes: CLUSTER_SIZE });
-  expect(report.platformInflate.withTrailingBytes).toEqual({ ok: false, error: 'PLACEHOLDER' });
-  expect(report.platformZstd).toEqual({ ok: false, error: 'PLACEHOLDER' });
+  expect(report.platformInflate.withTrailingBytes).toMatchObject({
+    ok: false,
+    error: 'TypeError: Junk found after end of compressed data.',
+  });
+  // And it has no zstd at all (Chromium 156), so zstd needs a library in any case.
+  expect(report.platformZstd).toEqual({
+    ok: false,
+    error: "TypeError: Failed to construct 'DecompressionStream': Unsupported compression format: 'zstd'",
+  });
 });

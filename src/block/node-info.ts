@@ -26,7 +26,7 @@ function facts(node: BlockNode): ImageFacts | undefined {
 
 /**
  * bdrv_get_allocated_file_size: the driver's answer; else a filter's (or raw's) child's; else,
- * for formats, the sum over the non-backing children; protocols without an answer have none.
+ * for formats, their file's; protocols without an answer have none.
  */
 function actualSize(node: BlockNode): number | undefined {
   const own = node.ops.imageFacts?.().actualSize;
@@ -34,9 +34,9 @@ function actualSize(node: BlockNode): number | undefined {
   const below = forwardsTo(node);
   if (below) return actualSize(below);
   if (node.driver.kind !== 'format') return undefined;
-  let sum = 0;
-  for (const c of node.childList) if (c.role !== 'backing') sum += actualSize(c.node) ?? 0;
-  return sum;
+  // QEMU 7.2 counts the image file only: a qcow2 external data file is not included (measured).
+  const file = node.primaryChild();
+  return file && actualSize(file);
 }
 
 function backingDepth(node: BlockNode): number {

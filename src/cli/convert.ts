@@ -4,7 +4,8 @@
  * CHUNK bytes, never the whole image in memory, and keeps the target sparse: ranges the source
  * reports as zero are not read, and 4 KiB blocks of read data that are all zeros are not written
  * (qemu-img's default -S 4k). A fresh target already reads as zeros, so nothing is written there;
- * with -n the zeros are written as write-zeroes requests.
+ * with -n the zeros are written as write-zeroes requests. The target is not flushed: qemu-img
+ * convert's default target cache mode is "unsafe" (-t), which ignores flushes.
  * `-l` converts an internal snapshot instead of the active image, as qemu-img does.
  * Not implemented: several sources, -o, -B, -c, -S, -t/-T, -m/-W, --target-image-opts.
  */
@@ -105,7 +106,6 @@ export async function convertImage(
     try {
       if (target.length() < size) throw new CliExit('output file is smaller than input file');
       await copy(source, target, !opts.noCreate, opts.progress);
-      await writeOrExit(size, () => target.flush());
     } finally {
       await target.close();
     }
@@ -156,12 +156,13 @@ async function copy(
   const buf = new Uint8Array(CHUNK);
   const report = progressPrinter(size, progress);
   for (let offset = 0; offset < size;) {
-    const want = Math.min(CHUNK, size - offset);
-    const status = await source.root!.blockStatus(offset, want).catch((err) => {
+    // Ask about the whole rest: a zero extent is skipped in one step however large it is.
+    const status = await source.root!.blockStatus(offset, size - offset).catch((err) => {
       throw new CliExit(`error while reading block status at offset ${offset}: ${STRERROR[errnoOf(err)]}`);
     });
-    const bytes = Math.min(status.bytes, want);
-    if (status.zero && !status.data) {
+    const zero = status.zero && !status.data;
+    const bytes = Math.min(status.bytes, size - offset, zero ? Infinity : CHUNK);
+    if (zero) {
       if (!zeroed) await writeOrExit(offset, () => target.writeZeroes(offset, bytes));
     } else {
       const data = buf.subarray(0, bytes);
@@ -206,7 +207,14 @@ function nextBlock(base: number, at: number): number {
 /** Whether the (possibly partial) block of `data` starting at index `at` is all zeros. */
 function blockIsZero(data: Uint8Array, base: number, at: number): boolean {
   const end = Math.min(data.length, nextBlock(base, at));
-  for (let i = at; i < end; i++) if (data[i] !== 0) return false;
+  let i = at;
+  // Whole 32-bit words where the block is aligned for them: 4x fewer steps on zero blocks.
+  if ((data.byteOffset + i) % 4 === 0) {
+    const words = new Uint32Array(data.buffer, data.byteOffset + i, (end - i) >> 2);
+    for (let w = 0; w < words.length; w++) if (words[w] !== 0) return false;
+    i += words.length * 4;
+  }
+  for (; i < end; i++) if (data[i] !== 0) return false;
   return true;
 }
 

@@ -9,6 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/compare.ts';
 import { normalized, runOurs, runTool, tempDir } from './helpers.ts';
+import { makeChain } from './qcow2-images.ts';
 
 const tmp = tempDir();
 const MiB = 1 << 20;
@@ -29,6 +30,10 @@ beforeAll(() => {
   const longData = longZeros.slice();
   longData[5 * MiB - 700] = 1;
   writeFileSync(tmp.path('longx.raw'), longData);
+  makeChain(tmp.dir);
+  runTool('qemu-img', ['convert', '-O', 'qcow2', 'top.qcow2', 'flat.qcow2'], tmp.dir);
+  const flat = runTool('qemu-img', ['convert', '-O', 'raw', 'top.qcow2', 'top.raw'], tmp.dir);
+  expect(flat.status).toBe(0);
 });
 afterAll(tmp.cleanup);
 
@@ -68,6 +73,20 @@ describe('blockgraph compare matches qemu-img compare', () => {
     [['--object', 'bogus,id=x', 'a.raw', 'same.raw'], 2],
     [['--image-opts', '-f', 'raw', 'a.raw', 'same.raw'], 2],
   ])('error %j', async (args, status) => {
+    expect(await expectSame(args)).toBe(status);
+  });
+});
+
+describe('blockgraph compare matches qemu-img compare on qcow2', () => {
+  it.each([
+    [['top.qcow2', 'flat.qcow2'], 0],
+    // Same content, different allocation: strict mode tells them apart.
+    [['-s', 'top.qcow2', 'flat.qcow2'], 1],
+    [['-p', 'mid.qcow2', 'top.qcow2'], 1],
+    [['-s', 'mid.qcow2', 'mid.qcow2'], 0],
+    [['-f', 'raw', 'top.qcow2', 'flat.qcow2'], 1],
+    [['-F', 'raw', 'flat.qcow2', 'top.raw'], 0],
+  ])('compare %j', async (args, status) => {
     expect(await expectSame(args)).toBe(status);
   });
 });

@@ -2,10 +2,11 @@
  * `blockgraph convert` next to qemu-img convert 7.2: the copy compares identical with
  * `qemu-img compare`, is exactly as sparse as qemu-img's own output, and errors read the same.
  */
-import { statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/convert.ts';
 import { normalized, runOurs, runTool, tempDir } from './helpers.ts';
+import { makeChain, makeSnapshots } from './qcow2-images.ts';
 
 const tmp = tempDir();
 const src = tmp.path('src.raw');
@@ -29,6 +30,8 @@ beforeAll(() => {
     'write -P 0x44 6141k 3k',
     src,
   ]);
+  makeChain(tmp.dir);
+  makeSnapshots(tmp.dir);
 });
 afterAll(tmp.cleanup);
 
@@ -76,6 +79,44 @@ describe('blockgraph convert matches qemu-img convert', () => {
     writeFileSync(tmp.path('small.raw'), new Uint8Array(1 << 20));
     const q = normalized(runTool('qemu-img', ['convert', ...args], tmp.dir));
     const b = normalized(await runOurs(run, args, tmp.dir));
+    expect(b).toEqual(q);
+  });
+});
+
+describe('blockgraph convert from qcow2 matches qemu-img convert', () => {
+  /** Converts with both tools and expects byte-identical raw output (or the same failure). */
+  async function expectSameOutput(args: string[]): Promise<void> {
+    const theirs = normalized(runTool('qemu-img', ['convert', ...args, 'theirs.raw'], tmp.dir));
+    const ours = normalized(await runOurs(run, [...args, 'ours.raw'], tmp.dir));
+    expect(ours).toEqual(theirs);
+    if (theirs.status !== 0) return;
+    expect(readFileSync(tmp.path('ours.raw')).equals(readFileSync(tmp.path('theirs.raw')))).toBe(true);
+    expect(runTool('qemu-img', ['compare', '-f', 'raw', 'ours.raw', args.at(-1)!], tmp.dir).status).toBe(
+      args.includes('-l') ? 1 : 0,
+    );
+  }
+
+  it.each([
+    [['-f', 'qcow2', '-O', 'raw', 'top.qcow2']],
+    [['-O', 'raw', 'mid.qcow2']],
+    [['-O', 'raw', 'snap.qcow2']],
+    // -l: an internal snapshot instead of the active image.
+    [['-l', 'snapshot.name=first', '-O', 'raw', 'snap.qcow2']],
+    [['-l', 'snapshot.id=2', '-O', 'raw', 'snap.qcow2']],
+    [['-l', 'snapshot.id=1,snapshot.name=first', '-O', 'raw', 'snap.qcow2']],
+    [['-l', 'first', '-O', 'raw', 'snap.qcow2']],
+    [['-l', '2', '-O', 'raw', 'snap.qcow2']],
+  ])('convert %j', async (args) => expectSameOutput(args));
+
+  it.each([
+    [['-l', 'snapshot.id=1,snapshot.name=2', 'snap.qcow2']],
+    [['-l', 'nope', 'snap.qcow2']],
+    [['-l', 'snapshot.id=', 'snap.qcow2']],
+    [['-l', 'snapshot.bogus=1', 'snap.qcow2']],
+    [['-l', 'first', 'src.raw']],
+  ])('fails like qemu-img for %j', async (args) => {
+    const q = normalized(runTool('qemu-img', ['convert', ...args, 'x.raw'], tmp.dir));
+    const b = normalized(await runOurs(run, [...args, 'x.raw'], tmp.dir));
     expect(b).toEqual(q);
   });
 });

@@ -3,10 +3,11 @@
  * and --image-opts names (QEMU's QDict key order included), and the errors.
  * Note: `disk size` / `actual-size` / `dirty-flag` come from the drivers' imageFacts().
  */
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/info.ts';
 import { normalized, runOurs, runTool, tempDir } from './helpers.ts';
+import { makeChain, makeFeatureImages, makeSnapshots } from './qcow2-images.ts';
 
 const tmp = tempDir();
 
@@ -15,6 +16,17 @@ beforeAll(() => {
   runTool('qemu-io', ['-f', 'raw', '-c', 'write -P 1 0 64k', tmp.path('a.raw')]);
   runTool('truncate', ['-s', '1179648', tmp.path('odd.raw')]);
   copyFileSync(tmp.path('a.raw'), tmp.path('é x.raw'));
+  makeChain(tmp.dir);
+  makeSnapshots(tmp.dir);
+  makeFeatureImages(tmp.dir);
+  mkdirSync(tmp.path('sub'));
+  for (const f of ['base.raw', 'mid.qcow2', 'top.qcow2']) copyFileSync(tmp.path(f), tmp.path(`sub/${f}`));
+  // -u: the backing file does not exist; qemu-img info still shows the image.
+  runTool(
+    'qemu-img',
+    ['create', '-q', '-u', '-f', 'qcow2', '-b', 'gone.qcow2', '-F', 'qcow2', 'orphan.qcow2', '1M'],
+    tmp.dir,
+  );
 });
 afterAll(tmp.cleanup);
 
@@ -43,6 +55,25 @@ describe('blockgraph info matches qemu-img info', () => {
   ])('info %j', async (args) => expectSame(args));
 
   it.each([
+    [['top.qcow2']],
+    [['--output=json', 'top.qcow2']],
+    [['--backing-chain', 'top.qcow2']],
+    [['--backing-chain', '--output=json', 'sub/top.qcow2']],
+    [['--backing-chain', '--output=json', `${tmp.dir}/sub/top.qcow2`]],
+    [['snap.qcow2']],
+    [['--output=json', 'snap.qcow2']],
+    [['bitmaps.qcow2']],
+    [['--output=json', 'bitmaps.qcow2']],
+    [['datafile.qcow2']],
+    [['--output=json', 'datafile.qcow2']],
+    [['orphan.qcow2']],
+    [['--output=json', 'orphan.qcow2']],
+    [['--image-opts', 'driver=qcow2,file.driver=file,file.filename=top.qcow2']],
+  ])('info on qcow2 %j', async (args) => expectSame(args));
+
+  it.each([
+    [['--backing-chain', 'orphan.qcow2']],
+    [['-f', 'qcow2', 'a.raw']],
     [['missing.raw']],
     [['/tmp']],
     [['-f', 'bogus', 'a.raw']],

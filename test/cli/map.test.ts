@@ -11,6 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/map.ts';
 import { normalized, runOurs, runTool, tempDir } from './helpers.ts';
+import { makeChain, makeFeatureImages, makeSnapshots } from './qcow2-images.ts';
 
 const tmp = tempDir();
 
@@ -23,6 +24,9 @@ beforeAll(() => {
   writeFileSync(tmp.path('full.raw'), full);
   runTool('qemu-img', ['create', '-q', '-f', 'raw', tmp.path('sparse.raw'), '4M']);
   runTool('qemu-io', ['-f', 'raw', '-c', 'write -P 1 0 64k', tmp.path('sparse.raw')]);
+  makeChain(tmp.dir);
+  makeSnapshots(tmp.dir);
+  makeFeatureImages(tmp.dir);
 });
 afterAll(tmp.cleanup);
 
@@ -71,4 +75,25 @@ describe('blockgraph map matches qemu-img map', () => {
     const theirs = runTool('qemu-img', ['map', '--output=json', 'sparse.raw'], tmp.dir);
     expect(theirs.stdout).toContain('"zero": true');
   });
+});
+
+describe('blockgraph map matches qemu-img map on qcow2', () => {
+  it.each([
+    // Depth through a 3-level chain, zero clusters, overlays past the end of their backing file.
+    [['--output=json', 'top.qcow2']],
+    [['--output=json', '-f', 'qcow2', 'mid.qcow2']],
+    [['mid.qcow2']],
+    [['--output=json', '--start-offset=100000', '--max-length=3000000', 'top.qcow2']],
+    // The human table cannot show compressed clusters: it stops there with an error.
+    [['top.qcow2']],
+    [['--output=json', 'snap.qcow2']],
+    [['datafile.qcow2']],
+    [['--output=json', 'datafile.qcow2']],
+    [
+      [
+        '--output=json',
+        'json:{"driver":"qcow2","backing":null,"file":{"driver":"file","filename":"top.qcow2"}}',
+      ],
+    ],
+  ])('map %j', async (args) => expectSame(args));
 });

@@ -5,11 +5,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run, snapshotList } from '../../src/cli/snapshot.ts';
 import { normalized, runOurs, runTool, tempDir } from './helpers.ts';
+import { makeSnapshots } from './qcow2-images.ts';
 
 const tmp = tempDir();
 
 beforeAll(() => {
   runTool('qemu-img', ['create', '-q', '-f', 'raw', tmp.path('a.raw'), '1M']);
+  makeSnapshots(tmp.dir);
 });
 afterAll(tmp.cleanup);
 
@@ -22,6 +24,9 @@ async function expectSame(args: string[]): Promise<void> {
 describe('blockgraph snapshot matches qemu-img snapshot', () => {
   it.each([
     [['-l', 'a.raw']],
+    [['-l', 'snap.qcow2']],
+    [['-l', '-U', '-q', 'snap.qcow2']],
+    [['-l', '--image-opts', 'driver=qcow2,file.driver=file,file.filename=snap.qcow2']],
     [['-l', '--image-opts', 'driver=raw,file.driver=file,file.filename=a.raw']],
     [['-l']],
     [['-l', 'a.raw', 'a.raw']],

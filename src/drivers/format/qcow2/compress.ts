@@ -27,7 +27,11 @@ export type CompressionType = 'deflate' | 'zstd';
  * qemu-img 7.2), but it is decoded to its end: the work is bounded by deflate's 1032:1 ratio
  * times src.length, so callers should not pass more than a cluster plus a sector of input.
  */
-export async function decompressCluster(type: CompressionType, src: Uint8Array, dst: Uint8Array): Promise<void> {
+export async function decompressCluster(
+  type: CompressionType,
+  src: Uint8Array,
+  dst: Uint8Array,
+): Promise<void> {
   try {
     if (type === 'deflate') inflateCluster(src, dst);
     else unzstdCluster(src, dst);
@@ -43,7 +47,9 @@ function corrupt(type: CompressionType, what: string): BlockIOError {
 
 /** Raw deflate (no zlib header), as written with windowBits -12; decoding fills `dst`. */
 function inflateCluster(src: Uint8Array, dst: Uint8Array): void {
-  // fflate returns the untouched output buffer for empty input.
+  // fflate returns the untouched output buffer for empty input. Unlike zlib it also wants the
+  // stream's end: a stream cut right after the cluster's last byte fails here, not in QEMU
+  // (QEMU never writes one; its compressor always finishes the stream).
   if (src.length === 0) throw corrupt('deflate', 'no compressed data');
   const out = inflateSync(src, { out: dst });
   if (out.length < dst.length) {
@@ -66,7 +72,10 @@ function unzstdCluster(src: Uint8Array, dst: Uint8Array): void {
     if (!frame.skippable) {
       const produced = decodeFrame(src.subarray(inPos, frame.end), dst, outPos);
       if (frame.contentSize !== undefined && produced !== frame.contentSize) {
-        throw corrupt('zstd', `frame at byte ${inPos} declares ${frame.contentSize} bytes, holds ${produced}`);
+        throw corrupt(
+          'zstd',
+          `frame at byte ${inPos} declares ${frame.contentSize} bytes, holds ${produced}`,
+        );
       }
       outPos += produced;
     }

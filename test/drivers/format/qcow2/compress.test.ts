@@ -5,7 +5,7 @@ import { deflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockIOError } from '../../../../src/block/errors.ts';
 import { decompressCluster, type CompressionType } from '../../../../src/drivers/format/qcow2/compress.ts';
-import { makeSource, qemuCompressedClusters, type CompressedCluster } from './compressed-clusters.ts';
+import { makeSource, overlapping, qemuCompressedClusters } from './compressed-clusters.ts';
 
 const TYPES: CompressionType[] = ['deflate', 'zstd'];
 const CLUSTER_SIZES = [4096, 65536, 2 << 20];
@@ -29,19 +29,22 @@ async function expectEio(promise: Promise<void>, message: RegExp): Promise<void>
 }
 
 describe.each(TYPES)('%s clusters written by qemu-img convert -c', (type) => {
-  it.each(CLUSTER_SIZES)('decode to the source, trailing sector bytes included (cluster %i)', async (size) => {
-    const clusters = qemuCompressedClusters(dir, source, type, size);
-    // Most of the source compresses: text, patterns and low-entropy segments are in every cluster size.
-    expect(clusters.length).toBeGreaterThanOrEqual(Math.min(source.length / size / 2, 3));
-    // The descriptors cover whole sectors, so a cluster's bytes run into the next one's stream.
-    expect(overlapping(clusters)).toBeGreaterThan(0);
-    const dst = new Uint8Array(size);
-    for (const cluster of clusters) {
-      dst.fill(0xcc);
-      await decompressCluster(type, cluster.src, dst);
-      expect(mismatch(dst, source.subarray(cluster.guestOffset, cluster.guestOffset + size))).toBe(-1);
-    }
-  });
+  it.each(CLUSTER_SIZES)(
+    'decode to the source, trailing sector bytes included (cluster %i)',
+    async (size) => {
+      const clusters = qemuCompressedClusters(dir, source, type, size);
+      // Most of the source compresses: text, patterns and low-entropy segments are in every cluster size.
+      expect(clusters.length).toBeGreaterThanOrEqual(Math.min(source.length / size / 2, 3));
+      // The descriptors cover whole sectors, so a cluster's bytes run into the next one's stream.
+      expect(overlapping(clusters)).toBeGreaterThan(0);
+      const dst = new Uint8Array(size);
+      for (const cluster of clusters) {
+        dst.fill(0xcc);
+        await decompressCluster(type, cluster.src, dst);
+        expect(mismatch(dst, source.subarray(cluster.guestOffset, cluster.guestOffset + size))).toBe(-1);
+      }
+    },
+  );
 
   it('ignores any bytes after the end of the stream', async () => {
     const [cluster] = qemuCompressedClusters(dir, source.subarray(0, 65536), type, 65536);
@@ -55,8 +58,14 @@ describe.each(TYPES)('%s clusters written by qemu-img convert -c', (type) => {
   it('fails with EIO on invalid and truncated input', async () => {
     const dst = new Uint8Array(65536);
     const [cluster] = qemuCompressedClusters(dir, source.subarray(0, 65536), type, 65536);
-    await expectEio(decompressCluster(type, cluster.src.subarray(0, cluster.src.length >> 2), dst), /invalid/);
-    await expectEio(decompressCluster(type, new Uint8Array(512).fill(0xff), dst), new RegExp(`invalid ${type}`));
+    await expectEio(
+      decompressCluster(type, cluster.src.subarray(0, cluster.src.length >> 2), dst),
+      /invalid/,
+    );
+    await expectEio(
+      decompressCluster(type, new Uint8Array(512).fill(0xff), dst),
+      new RegExp(`invalid ${type}`),
+    );
     await expectEio(decompressCluster(type, new Uint8Array(0), dst), /invalid/);
   });
 });
@@ -69,19 +78,15 @@ function mismatch(a: Uint8Array, b: Uint8Array): number {
   return n;
 }
 
-/** How many clusters' bytes reach into the compressed data of the next cluster in the file. */
-function overlapping(clusters: CompressedCluster[]): number {
-  const byHost = [...clusters].sort((a, b) => a.hostOffset - b.hostOffset);
-  return byHost.filter((c, i) => i + 1 < byHost.length && c.hostOffset + c.src.length > byHost[i + 1].hostOffset)
-    .length;
-}
-
 describe('deflate follows qcow2_zlib_decompress', () => {
   const data = source.subarray(0, 4096);
 
   it('fails when the stream ends before the cluster is full', async () => {
     const short = deflateRawSync(data.subarray(0, 1000), { windowBits: 12 });
-    await expectEio(decompressCluster('deflate', short, new Uint8Array(4096)), /ends after 1000 of 4096 bytes/);
+    await expectEio(
+      decompressCluster('deflate', short, new Uint8Array(4096)),
+      /ends after 1000 of 4096 bytes/,
+    );
   });
 
   it('accepts a stream that goes on past the cluster, as QEMU does', async () => {
@@ -107,7 +112,12 @@ describe('zstd follows qcow2_zstd_decompress', () => {
   const data = source.subarray(0, 4096);
 
   it('decodes several frames and skips skippable ones until the cluster is full', async () => {
-    const src = concat(skippableFrame(3), rawFrame(data.subarray(0, 1000)), rawFrame(data.subarray(1000), {}), junk(64));
+    const src = concat(
+      skippableFrame(3),
+      rawFrame(data.subarray(0, 1000)),
+      rawFrame(data.subarray(1000), {}),
+      junk(64),
+    );
     const dst = new Uint8Array(4096);
     await decompressCluster('zstd', src, dst);
     expect(mismatch(dst, data)).toBe(-1);
@@ -131,23 +141,38 @@ describe('zstd follows qcow2_zstd_decompress', () => {
 
   it('fails when a frame produces more than the cluster', async () => {
     const longer = concat(data, new Uint8Array(1));
-    await expectEio(decompressCluster('zstd', rawFrame(longer), new Uint8Array(4096)), /holds 4097 bytes, more than the 4096 left/);
-    await expectEio(decompressCluster('zstd', rawFrame(longer, {}), new Uint8Array(4096)), /produce more than 4096 bytes/);
+    await expectEio(
+      decompressCluster('zstd', rawFrame(longer), new Uint8Array(4096)),
+      /holds 4097 bytes, more than the 4096 left/,
+    );
+    await expectEio(
+      decompressCluster('zstd', rawFrame(longer, {}), new Uint8Array(4096)),
+      /produce more than 4096 bytes/,
+    );
   });
 
   it('fails when a frame holds other than its declared content size', async () => {
     const lying = rawFrame(data.subarray(0, 4000), { contentSize: 4096 });
-    await expectEio(decompressCluster('zstd', lying, new Uint8Array(4096)), /declares 4096 bytes, holds 4000/);
+    await expectEio(
+      decompressCluster('zstd', lying, new Uint8Array(4096)),
+      /declares 4096 bytes, holds 4000/,
+    );
   });
 
   it('refuses dictionaries, reserved bits and oversized windows before decoding', async () => {
     const dst = new Uint8Array(4096);
-    await expectEio(decompressCluster('zstd', rawFrame(data, { dictionaryId: 7 }), dst), /needs a dictionary/);
+    await expectEio(
+      decompressCluster('zstd', rawFrame(data, { dictionaryId: 7 }), dst),
+      /needs a dictionary/,
+    );
     const reserved = rawFrame(data);
     reserved[4] |= 0x08;
     await expectEio(decompressCluster('zstd', reserved, dst), /reserved header bit/);
-    // Window_Descriptor 0xf8: 2^41 bytes. fzstd would try to allocate up to 2 GiB for it.
-    await expectEio(decompressCluster('zstd', rawFrame(data, { windowDescriptor: 0xf8 }), dst), /window/);
+    // A 16 MiB window (Window_Descriptor 0x70), which fzstd would allocate: past the 8 MiB cap.
+    await expectEio(
+      decompressCluster('zstd', rawFrame(data, { windowDescriptor: 0x70 }), dst),
+      /needs a 16777216-byte window/,
+    );
   });
 });
 
@@ -165,10 +190,13 @@ interface FrameOptions {
 function rawFrame(payload: Uint8Array, options: FrameOptions = { contentSize: payload.length }): Uint8Array {
   const { contentSize, dictionaryId, windowDescriptor = (17 - 10) << 3 } = options;
   const header = [0x28, 0xb5, 0x2f, 0xfd];
-  header.push((contentSize === undefined ? 0 : 2 << 6) | (dictionaryId === undefined ? 0 : 1), windowDescriptor);
+  header.push(
+    (contentSize === undefined ? 0 : 2 << 6) | (dictionaryId === undefined ? 0 : 1),
+    windowDescriptor,
+  );
   if (dictionaryId !== undefined) header.push(dictionaryId);
   if (contentSize !== undefined) header.push(...le(contentSize, 4));
-  const parts = [new Uint8Array(header)];
+  const parts: Uint8Array[] = [new Uint8Array(header)];
   for (let at = 0; at < payload.length || at === 0; at += 2048) {
     const block = payload.subarray(at, at + 2048);
     const last = at + 2048 >= payload.length ? 1 : 0;

@@ -38,12 +38,19 @@ export function makeSource(bytes: number): Uint8Array {
     for (let i = 0; i < SEGMENT && base + i < bytes; i++) {
       const kind = seg % 6;
       out[base + i] =
-        kind === 0 ? text[(i + seg) % text.length]
-        : kind === 1 ? random()
-        : kind === 2 ? 0
-        : kind === 3 ? [0xde, 0xad, 0xbe, 0xef, seg & 0xff][i % 5]
-        : kind === 4 ? random() & 0x03
-        : i % 2 ? random() : i & 0xff;
+        kind === 0
+          ? text[(i + seg) % text.length]
+          : kind === 1
+            ? random()
+            : kind === 2
+              ? 0
+              : kind === 3
+                ? [0xde, 0xad, 0xbe, 0xef, seg & 0xff][i % 5]
+                : kind === 4
+                  ? random() & 0x03
+                  : i % 2
+                    ? random()
+                    : i & 0xff;
     }
   }
   return out;
@@ -68,6 +75,17 @@ export function qemuCompressedClusters(
   return compressedClusters(new Uint8Array(image.buffer, image.byteOffset, image.byteLength));
 }
 
+/**
+ * How many clusters' descriptors reach into the compressed data of the next cluster in the file:
+ * for those, the bytes after the stream are the head of another stream, not padding.
+ */
+export function overlapping(clusters: readonly CompressedCluster[]): number {
+  const byHost = [...clusters].sort((a, b) => a.hostOffset - b.hostOffset);
+  return byHost.filter(
+    (c, i) => i + 1 < byHost.length && c.hostOffset + c.src.length > byHost[i + 1].hostOffset,
+  ).length;
+}
+
 /** Every compressed cluster of the active L1 table of a v2/v3 image without extended L2. */
 export function compressedClusters(image: Uint8Array): CompressedCluster[] {
   const view = new DataView(image.buffer, image.byteOffset, image.byteLength);
@@ -83,7 +101,10 @@ export function compressedClusters(image: Uint8Array): CompressedCluster[] {
     for (let j = 0; j < entriesPerL2; j++) {
       const entry = view.getBigUint64(l2Offset + 8 * j);
       if (!(entry & (1n << 62n))) continue;
-      clusters.push({ guestOffset: (i * entriesPerL2 + j) * clusterSize, ...descriptor(image, entry, clusterBits) });
+      clusters.push({
+        guestOffset: (i * entriesPerL2 + j) * clusterSize,
+        ...descriptor(image, entry, clusterBits),
+      });
     }
   }
   return clusters;
@@ -93,7 +114,11 @@ export function compressedClusters(image: Uint8Array): CompressedCluster[] {
  * The bytes of a compressed descriptor (x = 62 - (cluster_bits - 8)): host offset in bits
  * 0..x-1, additional 512-byte sectors in bits x..61. Past the end of the file QEMU reads zeros.
  */
-function descriptor(image: Uint8Array, entry: bigint, clusterBits: number): { hostOffset: number; src: Uint8Array } {
+function descriptor(
+  image: Uint8Array,
+  entry: bigint,
+  clusterBits: number,
+): { hostOffset: number; src: Uint8Array } {
   const x = BigInt(62 - (clusterBits - 8));
   const offset = Number(entry & ((1n << x) - 1n));
   const sectors = Number((entry >> x) & ((1n << BigInt(clusterBits - 8)) - 1n)) + 1;
