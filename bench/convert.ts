@@ -45,7 +45,13 @@ function makeQcow2(path: string, size: string, chunk: number, stride: number, co
 }
 
 /** The best wall time and the worst peak RSS of `reps` runs, outputs compared with the source. */
-function measure(cmd: string, args: (out: string) => string[], src: string, dir: string, reps: number): Sample {
+function measure(
+  cmd: string,
+  args: (out: string) => string[],
+  src: string,
+  dir: string,
+  reps: number,
+): Sample {
   const out = join(dir, 'out.raw');
   let best: Sample = { seconds: Infinity, rssMiB: 0 };
   for (let i = 0; i < reps; i++) {
@@ -77,8 +83,20 @@ function main(): void {
     }
     console.log(`convert -O raw, best wall time / worst peak RSS of ${reps} runs each`);
     for (const [label, src, format] of cases) {
-      const q = measure('qemu-img', (out) => ['convert', '-f', format, '-O', 'raw', src, out], src, dir, reps);
-      const b = measure('node', (out) => [BIN, 'convert', '-f', format, '-O', 'raw', src, out], src, dir, reps);
+      const q = measure(
+        'qemu-img',
+        (out) => ['convert', '-f', format, '-O', 'raw', src, out],
+        src,
+        dir,
+        reps,
+      );
+      const b = measure(
+        'node',
+        (out) => [BIN, 'convert', '-f', format, '-O', 'raw', src, out],
+        src,
+        dir,
+        reps,
+      );
       console.log(
         `${label}:\n` +
           `  qemu-img   ${q.seconds.toFixed(2)} s  ${q.rssMiB.toFixed(0)} MiB\n` +
@@ -88,7 +106,9 @@ function main(): void {
       );
     }
     const startup = timed('node', [BIN, '--help'], dir);
-    console.log(`(blockgraph start-up alone, tsx included: ${startup.seconds.toFixed(2)} s, ${startup.rssMiB.toFixed(0)} MiB)`);
+    console.log(
+      `(blockgraph start-up alone, tsx included: ${startup.seconds.toFixed(2)} s, ${startup.rssMiB.toFixed(0)} MiB)`,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -89,7 +89,9 @@ async function main(): Promise<void> {
     if (fill.status !== 0) throw new Error(String(fill.stderr));
     const graph = new BlockGraph();
     await fillStore(graph, 'bench-raw', readFileSync(raw));
-    const results: [string, Result][] = [['raw', await run(await open(graph, 'raw', 'bench-raw'), randomReads)]];
+    const results: [string, Result][] = [
+      ['raw', await run(await open(graph, 'raw', 'bench-raw'), randomReads)],
+    ];
     if (findDriver('qcow2')) {
       await fillStore(graph, 'bench-qcow2', converted(raw, 'qcow2', dir));
       results.push(['qcow2', await run(await open(graph, 'qcow2', 'bench-qcow2'), randomReads)]);

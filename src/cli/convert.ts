@@ -145,7 +145,11 @@ async function openSnapshot(graph: BlockGraph, spec: ImageSpec, param: SnapshotP
   }
 }
 
-/** Copies every byte of `source` into `target`; `zeroed`: the target already reads as zeros. */
+/**
+ * Copies every byte of `source` into `target`; `zeroed`: the target already reads as zeros.
+ * Two buffers: the next chunk is read while the previous one is written (qemu-img overlaps its
+ * requests the same way, with coroutines).
+ */
 async function copy(
   source: BlockBackend,
   target: BlockBackend,
@@ -153,26 +157,36 @@ async function copy(
   progress?: (text: string) => void,
 ): Promise<void> {
   const size = source.length();
-  const buf = new Uint8Array(CHUNK);
+  const buffers = [new Uint8Array(CHUNK), new Uint8Array(CHUNK)];
   const report = progressPrinter(size, progress);
-  for (let offset = 0; offset < size;) {
-    // Ask about the whole rest: a zero extent is skipped in one step however large it is.
-    const status = await source.root!.blockStatus(offset, size - offset).catch((err) => {
-      throw new CliExit(`error while reading block status at offset ${offset}: ${STRERROR[errnoOf(err)]}`);
-    });
-    const zero = status.zero && !status.data;
-    const bytes = Math.min(status.bytes, size - offset, zero ? Infinity : CHUNK);
-    if (zero) {
-      if (!zeroed) await writeOrExit(offset, () => target.writeZeroes(offset, bytes));
-    } else {
-      const data = buf.subarray(0, bytes);
-      await source.read(offset, data).catch((err) => {
-        throw new CliExit(`error while reading at byte ${offset}: ${STRERROR[errnoOf(err)]}`);
+  let writing: Promise<void> = Promise.resolve();
+  try {
+    for (let offset = 0, turn = 0; offset < size; turn ^= 1) {
+      // Ask about the whole rest: a zero extent is skipped in one step however large it is.
+      const status = await source.root!.blockStatus(offset, size - offset).catch((err) => {
+        throw new CliExit(`error while reading block status at offset ${offset}: ${STRERROR[errnoOf(err)]}`);
       });
-      await writeSparse(target, offset, data, zeroed);
+      const zero = status.zero && !status.data;
+      const bytes = Math.min(status.bytes, size - offset, zero ? Infinity : CHUNK);
+      const at = offset;
+      if (zero) {
+        if (!zeroed) await writeOrExit(at, () => target.writeZeroes(at, bytes));
+      } else {
+        // The other buffer may still be being written; this one is free.
+        const data = buffers[turn].subarray(0, bytes);
+        await source.read(at, data).catch((err) => {
+          throw new CliExit(`error while reading at byte ${at}: ${STRERROR[errnoOf(err)]}`);
+        });
+        await writing;
+        writing = writeSparse(target, at, data, zeroed);
+        // Failures surface at the next await; until then the rejection is not unhandled.
+        writing.catch(() => {});
+      }
+      offset += bytes;
+      report(offset);
     }
-    offset += bytes;
-    report(offset);
+  } finally {
+    await writing;
   }
   report(size, true);
 }

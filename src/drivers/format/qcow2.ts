@@ -135,8 +135,11 @@ async function openImage(ctx: OpenContext, file: BlockNode): Promise<BlockDriver
 
   const backing = await openBacking(ctx, file, image);
   const compression = header.compressionType === 1 ? 'zstd' : 'deflate';
-  const reader = new Qcow2Reader(engine, { file, dataFile, backing, clusterSize, compression }, (msg) =>
-    ctx.emit('BLOCK_IMAGE_CORRUPTED', { device: '', 'node-name': ctx.nodeName, msg, fatal: true }),
+  // Corruption is fatal only on a writable node (qcow2_signal_corruption: fatal && bdrv_is_writable).
+  const fatal = !ctx.readOnly;
+  const nodes = { file, dataFile, backing, clusterSize, compression } as const;
+  const reader = new Qcow2Reader(engine, nodes, fatal, (msg) =>
+    ctx.emit('BLOCK_IMAGE_CORRUPTED', { device: '', 'node-name': ctx.nodeName, msg, fatal }),
   );
   return new Qcow2Node(reader, image, length, clusterSize, cleanInterval(engine, opts));
 }

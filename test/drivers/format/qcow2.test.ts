@@ -214,21 +214,30 @@ describe('qcow2: open errors use QEMU 7.2 texts', () => {
     );
   });
 
-  it('fails a read through a broken L2 entry with EIO naming the table, then every request', async () => {
+  it('fails a read through a broken L2 entry with EIO naming the table (fatal when writable)', async () => {
     const name = 'badl2.qcow2';
     image(name, '1M', '', 'write -P 1 0 64k');
     run('qemu-img', 'info', name);
     const bytes = readFileSync(path(name));
     const l1 = Number(bytes.readBigUInt64BE(40));
     const l2 = Number(bytes.readBigUInt64BE(l1) & 0x00fffffffffffe00n);
-    bytes.writeBigUInt64BE((bytes.readBigUInt64BE(l2) | 0x200n) & ~(1n << 63n), l2);
+    const entry = (bytes.readBigUInt64BE(l2) | 0x200n) & ~(1n << 63n);
+    bytes.writeBigUInt64BE(entry, l2);
     writeFileSync(path(name), bytes);
-    const { node } = await open(name);
-    const err = await node.read(0, new Uint8Array(512)).catch((e: unknown) => e);
+    // Read-only: QEMU's non-fatal wording (C's %#x prints index 0 as "0"); other reads go on.
+    const ro = (await open(name)).node;
+    const err = await ro.read(0, new Uint8Array(512)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BlockIOError);
     expect((err as BlockIOError).errno).toBe('EIO');
-    expect((err as Error).message).toContain(`unaligned (L2 offset: 0x${l2.toString(16)}, L2 index: 0x0)`);
-    await expect(node.read(512 * KiB, new Uint8Array(512))).rejects.toMatchObject({ errno: 'ENOMEDIUM' });
+    expect((err as Error).message).toBe(
+      `qcow2: Image is corrupt: Cluster allocation offset 0x${entry.toString(16)} unaligned ` +
+        `(L2 offset: 0x${l2.toString(16)}, L2 index: 0); further non-fatal corruption events will be suppressed`,
+    );
+    await expect(ro.read(512 * KiB, new Uint8Array(512))).resolves.toBeUndefined();
+    // Writable: fatal, the node stops serving (QEMU sets bs->drv = NULL).
+    const rw = (await open(name, { 'read-only': false })).node;
+    await expect(rw.read(0, new Uint8Array(512))).rejects.toThrow(/^qcow2: Marking image as corrupt: /);
+    await expect(rw.read(512 * KiB, new Uint8Array(512))).rejects.toMatchObject({ errno: 'ENOMEDIUM' });
   });
 });
 

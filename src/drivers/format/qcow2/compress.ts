@@ -11,7 +11,7 @@
  * zlib has no zstd, and Chromium's DecompressionStream rejects bytes after the end of a deflate
  * stream (see e2e/compress.spec.ts).
  */
-import { inflateSync } from 'fflate';
+import { Inflate, inflateSync } from 'fflate';
 import { Decompress } from 'fzstd';
 import { BlockIOError } from '../../../block/errors.ts';
 import { findZstdFrame } from './zstd-frame.ts';
@@ -24,8 +24,7 @@ export type CompressionType = 'deflate' | 'zstd';
  * what failed) if the stream is invalid or produces fewer than dst.length bytes; zstd frames
  * that produce more also fail, as in QEMU. A deflate stream that goes on past dst.length is
  * accepted, as QEMU's inflate accepts it (Z_BUF_ERROR with a full buffer; checked with
- * qemu-img 7.2), but it is decoded to its end: the work is bounded by deflate's 1032:1 ratio
- * times src.length, so callers should not pass more than a cluster plus a sector of input.
+ * qemu-img 7.2).
  */
 export async function decompressCluster(
   type: CompressionType,
@@ -45,16 +44,42 @@ function corrupt(type: CompressionType, what: string): BlockIOError {
   return new BlockIOError('EIO', `qcow2: invalid ${type} compressed cluster: ${what}`);
 }
 
+/**
+ * Input taken per step when inflating longer streams. fflate cannot stop when the output is full,
+ * so each step may decode up to deflate's 1032:1 ratio times this past the cluster (~68 MB,
+ * well under a second), however long `src` is; smaller inputs are inflated in one step.
+ */
+const INFLATE_STEP = (64 << 10) + 512;
+
 /** Raw deflate (no zlib header), as written with windowBits -12; decoding fills `dst`. */
 function inflateCluster(src: Uint8Array, dst: Uint8Array): void {
+  const produced = src.length <= INFLATE_STEP ? inflateAtOnce(src, dst) : inflateInSteps(src, dst);
+  if (produced < dst.length) {
+    throw corrupt('deflate', `the stream ends after ${produced} of ${dst.length} bytes`);
+  }
+}
+
+/** Straight into `dst`, the fast path; returns the bytes produced (at most dst.length). */
+function inflateAtOnce(src: Uint8Array, dst: Uint8Array): number {
   // fflate returns the untouched output buffer for empty input. Unlike zlib it also wants the
   // stream's end: a stream cut right after the cluster's last byte fails here, not in QEMU
   // (QEMU never writes one; its compressor always finishes the stream).
   if (src.length === 0) throw corrupt('deflate', 'no compressed data');
-  const out = inflateSync(src, { out: dst });
-  if (out.length < dst.length) {
-    throw corrupt('deflate', `the stream ends after ${out.length} of ${dst.length} bytes`);
+  return inflateSync(src, { out: dst }).length;
+}
+
+/** Step by step, stopping once `dst` is full as zlib does; returns the bytes produced. */
+function inflateInSteps(src: Uint8Array, dst: Uint8Array): number {
+  let produced = 0;
+  const inflater = new Inflate((chunk) => {
+    dst.set(chunk.subarray(0, dst.length - produced), produced);
+    produced += chunk.length;
+  });
+  // Never marked final: input that runs out is then reported as a short cluster by the caller.
+  for (let at = 0; at < src.length && produced < dst.length; at += INFLATE_STEP) {
+    inflater.push(src.subarray(at, at + INFLATE_STEP));
   }
+  return produced;
 }
 
 /**

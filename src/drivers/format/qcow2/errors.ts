@@ -33,7 +33,8 @@ export function openError(status: number, value: bigint): QmpError {
   return genericError(text ? text(value) : `qcow2 engine failed with status ${status}`);
 }
 
-const hex = (n: number) => `0x${n.toString(16)}`;
+/** C's printf("%#x"): zero has no prefix. */
+const hex = (n: number) => (n === 0 ? '0' : `0x${n.toString(16)}`);
 
 /** The corruption message qcow2_signal_corruption would print for a failed map() answer. */
 export function corruptionText(a: MapAnswer): string | undefined {
@@ -61,10 +62,12 @@ export function corruptionText(a: MapAnswer): string | undefined {
   }
 }
 
-/** The EIO a request fails with when the image turned out to be corrupt. */
-export function corruptionError(message: string): BlockIOError {
+/** The EIO a request fails with when the image turned out to be corrupt, in QEMU's two wordings. */
+export function corruptionError(message: string, fatal: boolean): BlockIOError {
   return new BlockIOError(
     'EIO',
-    `qcow2: Marking image as corrupt: ${message}; further corruption events will be suppressed`,
+    fatal
+      ? `qcow2: Marking image as corrupt: ${message}; further corruption events will be suppressed`
+      : `qcow2: Image is corrupt: ${message}; further non-fatal corruption events will be suppressed`,
   );
 }

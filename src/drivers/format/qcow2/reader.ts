@@ -36,13 +36,17 @@ export interface ReaderNodes {
 export class Qcow2Reader {
   /** Loads in flight by cache slot. */
   private readonly loading = new Map<number, Promise<void>>();
-  /** Set once corruption was found: like QEMU (bs->drv = NULL), the node serves nothing more. */
+  /** Set once fatal corruption was found: like QEMU (bs->drv = NULL), the node serves nothing more. */
   private broken = false;
+  /** Corruption was reported once already; QEMU suppresses the later events. */
+  private signaled = false;
   readonly backing: BlockNode | undefined;
 
   constructor(
     private readonly engine: Qcow2Engine,
     private readonly nodes: ReaderNodes,
+    /** Corruption marks the image corrupt and stops the node (writable nodes only). */
+    private readonly fatal: boolean,
     private readonly onCorruption: (message: string) => void,
   ) {
     this.backing = nodes.backing;
@@ -134,7 +138,16 @@ export class Qcow2Reader {
     file.debugEvent('read_compressed');
     await file.read(e.host, src);
     const cluster = new Uint8Array(clusterSize);
-    await decompressCluster(compression, src, cluster);
+    try {
+      await decompressCluster(compression, src, cluster);
+    } catch (err) {
+      // QEMU only says EIO here; name the descriptor so the bad cluster can be found.
+      const why = err instanceof Error ? err.message : String(err);
+      throw ioError(
+        'EIO',
+        `${why} (compressed cluster at host offset 0x${e.host.toString(16)}, ${e.csize} bytes)`,
+      );
+    }
     const at = offset % clusterSize;
     dst.set(cluster.subarray(at, at + dst.length));
   }
@@ -160,11 +173,15 @@ export class Qcow2Reader {
     return p;
   }
 
-  /** qcow2_signal_corruption for a fatal problem: report it once, then refuse all requests. */
+  /**
+   * qcow2_signal_corruption: reports the problem once; when fatal, the node refuses all further
+   * requests, otherwise only this request fails.
+   */
   private corrupt(message: string): BlockIOError {
-    this.broken = true;
-    this.onCorruption(message);
-    return corruptionError(message);
+    if (this.fatal) this.broken = true;
+    if (!this.signaled) this.onCorruption(message);
+    this.signaled = true;
+    return corruptionError(message, this.fatal);
   }
 }
 

@@ -97,6 +97,28 @@ describe('deflate follows qcow2_zlib_decompress', () => {
     expect(mismatch(dst, data)).toBe(-1);
   });
 
+  it('stops once a 2 MiB cluster is full, as zlib does, whatever follows in a long stream', async () => {
+    const cluster = source.subarray(0, 2 << 20);
+    const stream = deflateRawSync(source.subarray(0, 4 << 20), { windowBits: 12 });
+    // The stream's last quarter is replaced: zlib never reads that far, so QEMU accepts it too.
+    const src = new Uint8Array(stream.length).fill(0xff);
+    src.set(stream.subarray(0, (stream.length * 3) >> 2));
+    const dst = new Uint8Array(cluster.length);
+    await decompressCluster('deflate', src, dst);
+    expect(mismatch(dst, cluster)).toBe(-1);
+    // Without the cut, the end of the stream has more than a cluster's worth of input after it.
+    expect(stream.length >> 2).toBeGreaterThan(128 << 10);
+  });
+
+  it('fails when a long stream ends before a 2 MiB cluster is full', async () => {
+    const short = deflateRawSync(source.subarray(0, (2 << 20) - 1), { windowBits: 12 });
+    expect(short.length).toBeGreaterThan(128 << 10);
+    await expectEio(
+      decompressCluster('deflate', short, new Uint8Array(2 << 20)),
+      /ends after 2097151 of 2097152 bytes/,
+    );
+  });
+
   it('accepts distances beyond a 4 KiB window, as zlib does with the whole cluster as history', async () => {
     // QEMU inflates with windowBits -12 but one call into the whole cluster; qemu-img 7.2 reads
     // such a stream, so a 32 KiB-window stream from another writer must decode too.
