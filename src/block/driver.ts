@@ -17,6 +17,8 @@ export type EventSink = (event: string, data: Record<string, unknown>) => void;
 export interface OpenContext {
   readonly nodeName: string;
   readonly readOnly: boolean;
+  /** The driver was chosen by probing the image (QEMU's bs->probed), not named by the user. */
+  readonly probed?: boolean;
   /** The driver's own options, validated, defaults applied; child options removed. */
   readonly options: Readonly<Record<string, unknown>>;
   /** Opened children by option name (`file`, `backing`, `image`, ...); `null` = explicitly none. */

@@ -161,7 +161,7 @@ async function copy(
   const report = progressPrinter(size, progress);
   let writing: Promise<void> = Promise.resolve();
   try {
-    for (let offset = 0, turn = 0; offset < size; turn ^= 1) {
+    for (let offset = 0, turn = 0; offset < size;) {
       // Ask about the whole rest: a zero extent is skipped in one step however large it is.
       const status = await source.root!.blockStatus(offset, size - offset).catch((err) => {
         throw new CliExit(`error while reading block status at offset ${offset}: ${STRERROR[errnoOf(err)]}`);
@@ -174,6 +174,7 @@ async function copy(
       } else {
         // The other buffer may still be being written; this one is free.
         const data = buffers[turn].subarray(0, bytes);
+        turn ^= 1;
         await source.read(at, data).catch((err) => {
           throw new CliExit(`error while reading at byte ${at}: ${STRERROR[errnoOf(err)]}`);
         });

@@ -10,7 +10,7 @@ import { genericError } from '../block/errors.ts';
 import type { BlockNode } from '../block/node.ts';
 import { filenameToOptions, parseJsonFilename } from '../config/filename.ts';
 import { parseKeyval } from '../config/keyval.ts';
-import { probeImageFormat } from '../graph/probe.ts';
+import { withProbedFormat } from '../graph/probe.ts';
 import { findDriver } from '../drivers/index.ts';
 import type { BlockGraph } from '../graph/graph.ts';
 import { displayFilename } from './image-name.ts';
@@ -110,9 +110,9 @@ async function imageOptions(graph: BlockGraph, spec: ImageSpec): Promise<Record<
     if (spec.format !== undefined) return { ...tree, driver: spec.format };
     if (tree.driver !== undefined) return tree;
     if (tree.file === undefined) throw genericError("Parameter 'driver' is missing");
-    return { driver: await probeImageFormat(graph, tree.file, 'legacy'), ...tree };
+    return withProbedFormat(graph, tree, 'legacy');
   }
   const plain = filenameToOptions(spec.filename, spec.format ?? 'raw');
   if (spec.format !== undefined || plain.file === undefined) return plain;
-  return { ...plain, driver: await probeImageFormat(graph, plain.file, 'legacy') };
+  return withProbedFormat(graph, plain, 'legacy');
 }

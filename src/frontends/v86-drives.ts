@@ -6,7 +6,7 @@
 import { BlockBackend } from '../block/backend.ts';
 import { genericError } from '../block/errors.ts';
 import type { DriveConfig } from '../config/drive.ts';
-import { probeImageFormat } from '../graph/probe.ts';
+import { withProbedFormat } from '../graph/probe.ts';
 import type { BlockGraph } from '../graph/graph.ts';
 import { V86Disk, type DiskErrorHandler } from './v86-disk.ts';
 
@@ -31,7 +31,8 @@ export async function openIdeDrive(
   const slot = ideSlot(drive);
   if (!drive.blockdev) throw genericError('Device needs media, but drive is empty');
   if (drive.snapshot) throw genericError('snapshot=on is not supported yet');
-  const options = drive.probe ? await withProbedFormat(graph, drive) : drive.blockdev;
+  // Without format=, the format is probed from the image's first sector, as -drive does.
+  const options = drive.probe ? await withProbedFormat(graph, drive.blockdev, drive.source) : drive.blockdev;
   const node = await graph.open(options, drive.source);
   const { readOnly, werror, rerror, writeback } = drive.backend;
   let backend: BlockBackend;
@@ -63,13 +64,4 @@ function ideSlot(drive: DriveConfig): IdeSlot {
     throw genericError(`machine type does not support if=${iface}${kind},bus=${bus},unit=${unit}`);
   }
   return unit === 0 ? 'hda' : 'hdb';
-}
-
-/**
- * The drive's options with the format probed from the image's first sector (-drive without
- * format=), as qemu-img and -drive do.
- */
-async function withProbedFormat(graph: BlockGraph, drive: DriveConfig): Promise<Record<string, unknown>> {
-  const blockdev = drive.blockdev!;
-  return { ...blockdev, driver: await probeImageFormat(graph, blockdev.file, drive.source) };
 }

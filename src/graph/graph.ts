@@ -16,7 +16,7 @@ import { validateOptions, type OptionSource } from '../config/validate.ts';
 import { findDriver } from '../drivers/index.ts';
 import { checkNodeName, NodeNameAllocator } from './node-name.ts';
 import { refreshPermissions } from './permissions.ts';
-import { probeImageFormat } from './probe.ts';
+import { PROBED, withProbedFormat } from './probe.ts';
 
 /** Options inherited by inline children unless they set them (QEMU's bdrv_inherited_options). */
 const INHERITED = ['read-only', 'auto-read-only', 'cache', 'discard'] as const;
@@ -146,15 +146,21 @@ export class BlockGraph {
     const found: [string, BlockNode, ChildRole][] = [];
     const openChild = async (opts: Record<string, unknown>, name: string, role: ChildRole) => {
       // Options a driver builds are typed values, as in QMP. No `driver`: probe (bdrv_open_inherit).
-      const options =
-        opts.driver === undefined
-          ? { ...opts, driver: await probeImageFormat(this, opts.file, 'qmp') }
-          : opts;
+      const options = opts.driver === undefined ? await withProbedFormat(this, opts, 'qmp') : opts;
       const child = await this.openNode(options, 'qmp', `${path}${name}.`, undefined, opened, depth + 1);
       found.push([name, child, role]);
       return child;
     };
-    const ctx: OpenContext = { nodeName, readOnly, options: own, children, emit: this.emit, openChild };
+    const probed = (options as { [PROBED]?: boolean })[PROBED] === true;
+    const ctx: OpenContext = {
+      nodeName,
+      readOnly,
+      probed,
+      options: own,
+      children,
+      emit: this.emit,
+      openChild,
+    };
     const ops = await driver.open(ctx);
     const node = new BlockNode(nodeName, driver, ops, readOnly, valid);
     this.nodes.set(nodeName, node);

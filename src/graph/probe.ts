@@ -6,12 +6,23 @@ import { PROBE_BYTES, probeFormat } from '../config/probe.ts';
 import type { OptionSource } from '../config/validate.ts';
 import type { BlockGraph } from './graph.ts';
 
-/** The format of the image behind protocol options `file`; 'raw' when `file` is a reference. */
-export async function probeImageFormat(
+/**
+ * Marks options whose `driver` was found by probing (QEMU's bs->probed). A symbol, so it is never
+ * taken for a user option; object spread keeps it when options are copied.
+ */
+export const PROBED: unique symbol = Symbol('probed');
+
+/** `options` (a format node over protocol options `file`) with its probed format filled in. */
+export async function withProbedFormat(
   graph: BlockGraph,
-  file: unknown,
+  options: Record<string, unknown>,
   source: OptionSource,
-): Promise<string> {
+): Promise<Record<string, unknown>> {
+  return { ...options, driver: await probeImageFormat(graph, options.file, source), [PROBED]: true };
+}
+
+/** The format of the image behind protocol options `file`; 'raw' when `file` is a reference. */
+async function probeImageFormat(graph: BlockGraph, file: unknown, source: OptionSource): Promise<string> {
   if (typeof file !== 'object' || file === null) return 'raw';
   const node = await graph.open({ ...(file as Record<string, unknown>), 'read-only': true }, source);
   try {

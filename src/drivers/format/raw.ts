@@ -9,6 +9,7 @@ import type { BlockDriver, BlockDriverOps } from '../../block/driver.ts';
 import { genericError, ioError } from '../../block/errors.ts';
 import type { BlockNode } from '../../block/node.ts';
 import type { BlockStatus, WriteFlags, ZeroOptions } from '../../block/types.ts';
+import { PROBE_BYTES, probeFormat } from '../../config/probe.ts';
 import { withDefaults } from '../options.ts';
 
 /** BDRV_SECTOR_SIZE: a fixed size must be a multiple, so rounding can never leak past it. */
@@ -31,20 +32,25 @@ export const rawDriver = {
     const file = ctx.children.get('file');
     if (!file) throw genericError('A block device must be specified for "file"');
     const opts = withDefaults(OPTIONS, ctx.options);
-    return new RawImage(file, opts.offset as number, opts.size as number | undefined);
+    return new RawImage(file, opts.offset as number, opts.size as number | undefined, ctx.probed === true);
   },
 } as const satisfies BlockDriver;
 
 class RawImage implements BlockDriverOps {
   private readonly hasSize: boolean;
   private size: number;
+  /** A probed image is written in whole first sectors, so the probe check sees all of it. */
+  readonly requestAlignment: number;
 
   /** Checks offset and size against the child as raw_apply_options does, with its texts. */
   constructor(
     private readonly file: BlockNode,
     private readonly offset: number,
     size: number | undefined,
+    /** Opened by probing: writes may not turn it into something that probes as another format. */
+    private readonly probed: boolean,
   ) {
+    this.requestAlignment = probed ? PROBE_BYTES : 1;
     const real = file.length();
     if (offset > real) {
       throw genericError(`Offset (${offset}) cannot be greater than size of the containing file (${real})`);
@@ -79,6 +85,11 @@ class RawImage implements BlockDriverOps {
 
   async write(offset: number, src: Uint8Array, flags: WriteFlags): Promise<void> {
     const at = this.adjust(offset, src.length, true);
+    // raw_co_pwritev: a guest of a probed raw image must not make it probe as, say, qcow2 —
+    // the next open would follow a backing file the guest chose.
+    if (this.probed && offset < PROBE_BYTES && src.length > 0) {
+      if (probeFormat(src.subarray(0, PROBE_BYTES)) !== 'raw') throw ioError('EPERM');
+    }
     this.file.debugEvent('write_aio');
     await this.file.write(at, src, flags);
   }

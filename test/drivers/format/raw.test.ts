@@ -1,3 +1,5 @@
+import { withProbedFormat } from '../../../src/graph/probe.ts';
+import { requestAlignment } from '../../../src/block/alignment.ts';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -158,5 +160,36 @@ describe.skipIf(!hasQemuIo)('raw over file: interop with qemu-io', () => {
     expect(out).not.toMatch(/Pattern verification failed/);
     expect(out).toMatch(/read 65536\/65536 bytes at offset 0/);
     expect(out).toMatch(/read 4096\/4096 bytes at offset 65536/);
+  });
+});
+
+describe('raw: opened by probing (bs->probed)', () => {
+  const qcow2Head = (): Uint8Array => {
+    const head = new Uint8Array(512);
+    head.set([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3]); // 'QFI\xfb', version 3
+    return head;
+  };
+
+  it('refuses a first-sector write that would make the image probe as another format', async () => {
+    const graph = new BlockGraph();
+    const options = await withProbedFormat(graph, { file: { driver: 'memory', size: MiB } }, 'qmp');
+    expect(options.driver).toBe('raw');
+    const node = await graph.open(options);
+    await expect(node.write(0, qcow2Head())).rejects.toMatchObject({ errno: 'EPERM' });
+    const head = new Uint8Array(512);
+    await node.read(0, head);
+    expect(head.every((b) => b === 0)).toBe(true);
+    // Anything that still probes as raw, and any later sector, may be written.
+    await node.write(0, new Uint8Array(512).fill(7));
+    await node.write(512, qcow2Head());
+    // Whole first sectors only, so the check always sees what the sector will hold.
+    expect(requestAlignment(node)).toBe(512);
+  });
+
+  it('leaves an image whose format the user named alone', async () => {
+    const graph = new BlockGraph();
+    const node = await graph.open({ driver: 'raw', file: { driver: 'memory', size: MiB } });
+    await node.write(0, qcow2Head());
+    expect(requestAlignment(node)).toBe(1);
   });
 });
