@@ -11,12 +11,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect, test } from '@playwright/test';
-import {
-  buildImages,
-  RECIPES,
-  type CorpusImage,
-  type Recipe,
-} from '../test/drivers/format/qcow2/corpus.ts';
+import { buildImages, RECIPES, type CorpusImage, type Recipe } from '../test/drivers/format/qcow2/corpus.ts';
 import { HASH_CHUNK, type ImageCase, type Layer, type MapExtent } from './fixtures/qcow2.ts';
 
 const MiB = 1 << 20;
@@ -37,12 +32,12 @@ const FROM_CORPUS = [
 /** Chains whose lower layers the worker adds first and names by node-name; others are inline. */
 const BY_NODE_NAME = new Set(['chain-top']);
 
-/** compat=0.10 has no zero flag: zero writes and discards on v2 deallocate or write zeros. */
+/** compat=0.10 has no zero flag: without a backing file, zero writes and discards deallocate. */
 const V2_4K: Recipe = {
   name: 'v2-4k',
   size: 8 * MiB,
   steps: [
-    { argv: ['qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'compat=0.10,cluster_size=4k', 'v2-4k.qcow2', '8M'] },
+    { argv: 'qemu-img create -q -f qcow2 -o compat=0.10,cluster_size=4k v2-4k.qcow2 8M'.split(' ') },
     {
       argv: [
         'qemu-io',
@@ -71,10 +66,8 @@ test.afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** The backing chain of `image` as qemu-img resolves it, top first. */
 function chainOf(image: CorpusImage): Layer[] {
-  const out = execFileSync('qemu-img', ['info', '--backing-chain', '--output=json', '-f', 'qcow2', image.path], {
-    cwd: dir,
-    encoding: 'utf8',
-  });
+  const args = ['info', '--backing-chain', '--output=json', '-f', 'qcow2', image.path];
+  const out = execFileSync('qemu-img', args, { cwd: dir, encoding: 'utf8' });
   const chain = JSON.parse(out) as { filename: string; format: Layer['format'] }[];
   return chain.map(({ filename, format }) => ({ store: basename(filename), format }));
 }
@@ -82,7 +75,8 @@ function chainOf(image: CorpusImage): Layer[] {
 function sha256Chunks(bytes: Uint8Array): string[] {
   const hashes: string[] = [];
   for (let at = 0; at < bytes.length; at += HASH_CHUNK) {
-    hashes.push(createHash('sha256').update(bytes.subarray(at, at + HASH_CHUNK)).digest('hex'));
+    const chunk = bytes.subarray(at, at + HASH_CHUNK);
+    hashes.push(createHash('sha256').update(chunk).digest('hex'));
   }
   return hashes;
 }

@@ -98,16 +98,7 @@ describe('raw: requests are shifted by offset and kept inside size', () => {
   });
 });
 
-const hasQemuIo = (() => {
-  try {
-    execFileSync('qemu-io', ['--version']);
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
-describe.skipIf(!hasQemuIo)('raw over file: interop with qemu-io', () => {
+describe('raw over file: interop with qemu-io', () => {
   it('reads bit-exact what qemu-io wrote', async () => {
     const path = join(dir, 'from-qemu.raw');
     writeFileSync(path, new Uint8Array(256 * 1024));

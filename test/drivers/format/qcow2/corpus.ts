@@ -347,5 +347,3 @@ export function cleanupCorpus(): void {
   if (cached) rmSync(cached.dir, { recursive: true, force: true });
   cached = undefined;
 }
-
-export const hasQemu = spawnSync('qemu-img', ['--version']).status === 0;
