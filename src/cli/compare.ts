@@ -13,7 +13,7 @@ import type { BlockStatus } from '../block/types.ts';
 import { BlockGraph } from '../graph/graph.ts';
 import { formatFixed } from './format.ts';
 import { parseImageArgs, type ImageArgs } from './img-args.ts';
-import { openBackend, type ImageSpec } from './image-opts.ts';
+import { openBackend, orCouldNotOpen, type ImageSpec } from './image-opts.ts';
 import { layerStatus } from './layer-status.ts';
 import { CliExit, runReporting, type CliIo } from './program.ts';
 
@@ -114,12 +114,8 @@ interface Image {
 }
 
 async function openOrExit(graph: BlockGraph, spec: ImageSpec): Promise<Image> {
-  try {
-    const { blk } = await openBackend(graph, spec, '');
-    return { blk, name: spec.filename, size: blk.length() };
-  } catch (err) {
-    throw new CliExit(`Could not open '${spec.filename}': ${(err as Error).message}`, false, OPEN_FAILED);
-  }
+  const { blk } = await orCouldNotOpen(spec.filename, () => openBackend(graph, spec, ''), OPEN_FAILED);
+  return { blk, name: spec.filename, size: blk.length() };
 }
 
 /** The walk of img_compare; resolves to the mismatch message, or undefined if identical. */

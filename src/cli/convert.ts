@@ -16,7 +16,7 @@ import { BlockGraph } from '../graph/graph.ts';
 import { createFile, creationPath } from './create-image.ts';
 import { formatFixed } from './format.ts';
 import { parseImageArgs } from './img-args.ts';
-import { openBackend, type ImageSpec } from './image-opts.ts';
+import { openBackend, orCouldNotOpen, type ImageSpec } from './image-opts.ts';
 import { CliExit, PROGRAM, runReporting, type CliIo } from './program.ts';
 
 /** Bytes per copy step (qemu-img's default buffer of 4096 sectors). */
@@ -116,11 +116,7 @@ export async function convertImage(
 
 /** The image behind an anonymous BlockBackend, or qemu-img's "Could not open" error. */
 async function openOrExit(graph: BlockGraph, spec: ImageSpec): Promise<BlockBackend> {
-  try {
-    return (await openBackend(graph, spec, '')).blk;
-  } catch (err) {
-    throw new CliExit(`Could not open '${spec.filename}': ${(err as Error).message}`);
-  }
+  return (await orCouldNotOpen(spec.filename, () => openBackend(graph, spec, ''))).blk;
 }
 
 /**

@@ -116,3 +116,15 @@ async function imageOptions(graph: BlockGraph, spec: ImageSpec): Promise<Record<
   if (spec.format !== undefined || plain.file === undefined) return plain;
   return withProbedFormat(graph, plain, 'legacy');
 }
+
+/**
+ * Runs `open`, turning a failure into qemu-img's "Could not open 'NAME': why" exit with the
+ * command's exit code for it (qemu-img compare uses 2).
+ */
+export async function orCouldNotOpen<T>(filename: string, open: () => Promise<T>, status = 1): Promise<T> {
+  try {
+    return await open();
+  } catch (err) {
+    throw new CliExit(`Could not open '${filename}': ${(err as Error).message}`, false, status);
+  }
+}

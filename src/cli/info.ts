@@ -11,7 +11,7 @@ import { resolveRelative } from '../drivers/format/qcow2/backing.ts';
 import { BlockGraph } from '../graph/graph.ts';
 import { sizeToStr } from './format.ts';
 import { parseImageArgs } from './img-args.ts';
-import { openImage, type ImageSpec } from './image-opts.ts';
+import { openImage, orCouldNotOpen, type ImageSpec } from './image-opts.ts';
 import { qdictKeys, qobjectJson } from './json.ts';
 import { CliExit, runReporting, type CliIo } from './program.ts';
 import { snapshotList } from './snapshot.ts';
@@ -60,12 +60,9 @@ async function collectImageInfo(first: ImageSpec, chain: boolean): Promise<Recor
 /** One image's ImageInfo as qemu-img shows it: named as opened, its backing file as recorded. */
 async function imageInfoOf(spec: ImageSpec): Promise<Record<string, unknown>> {
   const graph = new BlockGraph();
-  let image;
-  try {
-    image = await openImage(graph, { ...spec, readOnly: true, noBacking: true });
-  } catch (err) {
-    throw new CliExit(`Could not open '${spec.filename}': ${(err as Error).message}`);
-  }
+  const image = await orCouldNotOpen(spec.filename, () =>
+    openImage(graph, { ...spec, readOnly: true, noBacking: true }),
+  );
   try {
     return { ...imageInfo(image.node), ...recordedBacking(image.node), filename: image.name };
   } finally {

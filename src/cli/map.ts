@@ -12,7 +12,7 @@ import type { BlockNode } from '../block/node.ts';
 import { parseSize } from '../config/size.ts';
 import { BlockGraph } from '../graph/graph.ts';
 import { parseImageArgs } from './img-args.ts';
-import { openImage } from './image-opts.ts';
+import { openImage, orCouldNotOpen } from './image-opts.ts';
 import { backingOf, layerStatus, skipFilters } from './layer-status.ts';
 import { CliExit, PROGRAM, runReporting, type CliIo } from './program.ts';
 
@@ -54,12 +54,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     }
     const spec = { ...parsed.image, filename: parsed.operands[0], readOnly: true };
     const graph = new BlockGraph();
-    let image;
-    try {
-      image = await openImage(graph, spec);
-    } catch (err) {
-      throw new CliExit(`Could not open '${spec.filename}': ${(err as Error).message}`);
-    }
+    const image = await orCouldNotOpen(spec.filename, () => openImage(graph, spec));
     try {
       const length = image.node.length();
       const end = maxLength === undefined ? length : Math.min(start + maxLength, length);

@@ -9,7 +9,7 @@ import { imageInfo } from '../block/node-info.ts';
 import { BlockGraph } from '../graph/graph.ts';
 import { sizeToStr } from './format.ts';
 import { parseImageArgs } from './img-args.ts';
-import { openImage } from './image-opts.ts';
+import { openImage, orCouldNotOpen } from './image-opts.ts';
 import { CliExit, runReporting, type CliIo } from './program.ts';
 
 /** The actions, by option letter, that change the image. */
@@ -41,12 +41,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     }
     const spec = { ...parsed.image, filename: parsed.operands[0], readOnly: true };
     const graph = new BlockGraph();
-    let image;
-    try {
-      image = await openImage(graph, spec);
-    } catch (err) {
-      throw new CliExit(`Could not open '${spec.filename}': ${(err as Error).message}`);
-    }
+    const image = await orCouldNotOpen(spec.filename, () => openImage(graph, spec));
     try {
       const snapshots = imageInfo(image.node).snapshots as SnapshotInfo[] | undefined;
       // dump_snapshots prints nothing at all for an image without snapshots.
