@@ -20,6 +20,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
     summary: 'copy a disk image into a new one (qemu-img convert)',
     load: () => import('./convert.ts'),
   },
+  check: { summary: 'check a disk image for consistency (qemu-img check)', load: () => import('./check.ts') },
   map: { summary: 'print the allocation map of a disk image (qemu-img map)', load: () => import('./map.ts') },
   compare: {
     summary: 'check whether two disk images have the same content (qemu-img compare)',
