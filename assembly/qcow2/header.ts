@@ -160,6 +160,8 @@ export function parseHeader(ptr: usize, readWrite: i32): i32 {
   Image.l2Bits = l2Bits;
   Image.extendedL2 = extendedL2;
   Image.dataFile = (incompat & INCOMPAT_DATA_FILE) != 0;
+  Image.refcountOrder = refcountOrder;
+  Image.l1Offset = l1Offset;
   Image.csizeShift = 62 - (clusterBits - 8);
   Image.csizeMask = ((<u64>1) << (clusterBits - 8)) - 1;
   Image.coffsetMask = ((<u64>1) << Image.csizeShift) - 1;

@@ -11,6 +11,8 @@ export class Image {
   static l2Bits: u32 = 0;
   static extendedL2: bool = false;
   static dataFile: bool = false;
+  static refcountOrder: u32 = 4;
+  static l1Offset: u64 = 0;
   /** Compressed descriptor layout (qcow2.txt "Compressed Clusters Descriptor"). */
   static csizeShift: u32 = 0;
   static csizeMask: u64 = 0;

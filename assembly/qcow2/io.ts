@@ -42,6 +42,10 @@ export namespace Status {
   export const NEED_LOAD = 7;
   export const WAIT = 8;
   export const BUSY = 9;
+  // Write planning (write.ts).
+  export const IN_PLACE = 10;
+  export const ALLOC = 11;
+  export const WAIT_ALLOC = 12;
   // Open errors (qcow2_do_open, in its order).
   export const NOT_QCOW2 = 16;
   export const BAD_VERSION = 17;
@@ -70,6 +74,13 @@ export namespace Status {
   export const ZERO_IN_V2 = 51;
   export const DATA_FILE_MISMATCH = 52;
   export const COMPRESSED_WITH_DATA_FILE = 53;
+  export const REFBLOCK_UNALIGNED = 54;
+  export const REFCOUNT_UNDERFLOW = 55;
+  export const REFCOUNT_OVERFLOW = 56;
+  // Refused writes.
+  export const SHARED_L2 = 64;
+  export const OVERLAP = 65;
+  export const BEYOND_L1 = 66;
 }
 
 /** Which table a TABLE_* error is about (IO[0]); the host names it as qcow2_validate_table does. */

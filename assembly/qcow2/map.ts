@@ -8,7 +8,7 @@
 import { be64, getIo, setIo, Status, Table } from './io';
 import { Image, OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED, OFLAG_ZERO } from './image';
 import { validateTable } from './header';
-import * as cache from './cache';
+import { cacheStatus, l2, zalloc } from './cache';
 
 const MAX_L1_BYTES: u64 = 32 << 20;
 /** QCOW_L2_BITMAP_ALL_ALLOC: the allocation half of an extended L2 bitmap. */
@@ -17,6 +17,20 @@ const ALL_ALLOC: u64 = 0xffffffff;
 /** The L1 table in use (big-endian, as read from the file) and its entry count. */
 let l1: usize = 0;
 let l1Entries: u64 = 0;
+
+export function l1Table(): usize {
+  return l1;
+}
+
+export function l1Count(): u64 {
+  return l1Entries;
+}
+
+/** Switches to an L1 table already in memory (a grown copy of the active one; write.ts). */
+export function setL1(table: usize, entries: u64): void {
+  l1 = table;
+  l1Entries = entries;
+}
 
 /**
  * Makes the L1 table of IO[1] entries at host offset IO[0] the one mapping goes through: the
@@ -34,7 +48,7 @@ export function useL1(table: i32): i32 {
     setIo(0, table);
     return s;
   }
-  l1 = cache.zalloc(<usize>(entries << 3));
+  l1 = zalloc(<usize>(entries << 3));
   l1Entries = entries;
   setIo(0, l1);
   return Status.OK;
@@ -58,7 +72,7 @@ export function map(): i32 {
   const bytes = getIo(1);
   const cb = Image.clusterBits;
   const inCluster = offset & (Image.clusterSize - 1);
-  const sliceEntries = <u64>(cache.sliceBytes() >> (Image.extendedL2 ? 4 : 3));
+  const sliceEntries = <u64>(l2.entryBytes >> (Image.extendedL2 ? 4 : 3));
   const cluster = offset >> cb;
   const l2Index = cluster & (((<u64>1) << Image.l2Bits) - 1);
   const indexInSlice = l2Index & (sliceEntries - 1);
@@ -72,21 +86,9 @@ export function map(): i32 {
   if ((l2Offset & (Image.clusterSize - 1)) != 0) return corrupt(Status.L2_UNALIGNED, l2Offset, l1Index, 0);
 
   const key = l2Offset + ((l2Index - indexInSlice) << (Image.extendedL2 ? 4 : 3));
-  let slot = cache.find(key);
-  if (slot >= 0 && !cache.isReady(slot)) {
-    setIo(0, slot);
-    return Status.WAIT;
-  }
-  if (slot < 0) {
-    slot = cache.reserve(key);
-    if (slot < 0) return Status.BUSY;
-    setIo(0, slot);
-    setIo(1, key);
-    setIo(2, cache.sliceBytes());
-    setIo(3, cache.slotAddress(slot));
-    return Status.NEED_LOAD;
-  }
-  const slice = cache.touch(slot);
+  const slot = l2.get(key);
+  if (slot < 0) return cacheStatus();
+  const slice = l2.slotAddress(slot);
   const clusters = (inCluster + avail + Image.clusterSize - 1) >> cb;
   return walk(slice, <u32>indexInSlice, <u32>clusters, offset, avail, l2Offset, l2Index);
 }

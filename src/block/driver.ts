@@ -111,6 +111,30 @@ export interface ChildPermRequest {
   readonly readOnly: boolean;
 }
 
+/** What ImageCreator.create is given besides the image's own node and options. */
+export interface CreateContext {
+  /**
+   * Nodes the options name by reference besides the image's `file` (qcow2's `data-file`),
+   * opened read-write by the caller (blockdev-create resolves node-names; the CLI creates them).
+   */
+  readonly children: ReadonlyMap<string, BlockNode>;
+}
+
+/** Image creation (QEMU's bdrv_co_create): what blockdev-create, `create` and `convert` use. */
+export interface ImageCreator {
+  /**
+   * The members of QAPI BlockdevCreateOptions<Driver> besides `driver`, in QAPI's names;
+   * `child` members (`file`, `data-file`) are BlockdevRefs the caller resolves to nodes.
+   */
+  readonly options: OptionsSchema;
+  /**
+   * Writes a fresh image into `file`, an opened, empty, writable node. `options` are validated
+   * against `options` (defaults applied), children replaced by the nodes in `ctx.children`.
+   * Throws a GenericError with QEMU's text when the options are refused.
+   */
+  create(file: BlockNode, options: Readonly<Record<string, unknown>>, ctx: CreateContext): Promise<void>;
+}
+
 export interface BlockDriver {
   readonly name: string;
   readonly kind: DriverKind;
@@ -122,5 +146,7 @@ export interface BlockDriver {
   parseFilename?(filename: string): Record<string, unknown>;
   /** Permissions on a child; default per kind (see graph/permissions.ts). */
   childPerms?(req: ChildPermRequest): { perm: number; shared: number };
+  /** Present on drivers that can create images. */
+  readonly creator?: ImageCreator;
   open(ctx: OpenContext): Promise<BlockDriverOps>;
 }

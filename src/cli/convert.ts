@@ -13,7 +13,7 @@ import type { BlockBackend } from '../block/backend.ts';
 import { errnoOf, STRERROR } from '../block/errors.ts';
 import { parseQemuOpts } from '../config/qemu-opts.ts';
 import { BlockGraph } from '../graph/graph.ts';
-import { createFile, creationPath } from './create-image.ts';
+import { createImage, creationPath } from './create-image.ts';
 import { formatFixed } from './format.ts';
 import { parseImageArgs } from './img-args.ts';
 import { openBackend, orCouldNotOpen, type ImageSpec } from './image-opts.ts';
@@ -97,7 +97,7 @@ export async function convertImage(
     const size = source.length();
     if (path !== undefined) {
       try {
-        await createFile(path, size);
+        await createImage(path, format, { size });
       } catch (err) {
         throw new CliExit(`${dst.filename}: error while converting ${format}: ${(err as Error).message}`);
       }

@@ -1,22 +1,23 @@
 /**
- * Image creation for the CLI (QEMU's bdrv_create for the formats blockgraph can create so far):
- * `raw` and the bare `file` protocol are both a host file of the virtual size, created or
- * truncated and then extended (sparse), as file-posix's raw_co_create does.
+ * Image creation for the CLI (QEMU's bdrv_create with a filename): the protocol file is created
+ * (or emptied) on the host, opened as a `file` node, and the format's creator writes the image
+ * into it (src/block/driver.ts ImageCreator). The bare `file` protocol is created like raw.
  */
-import { open } from 'node:fs/promises';
-import { errnoOf, genericError, STRERROR } from '../block/errors.ts';
+import { genericError } from '../block/errors.ts';
+import type { BlockNode } from '../block/node.ts';
 import { filenameToOptions } from '../config/filename.ts';
 import { findDriver } from '../drivers/index.ts';
+import { rawCreator } from '../drivers/format/raw-create.ts';
+import { createHostFile } from '../drivers/protocol/file-create.ts';
+import { BlockGraph } from '../graph/graph.ts';
 
-/** Formats whose creation is just sizing a protocol file. */
-const PLAIN_FORMATS = new Set(['raw', 'file']);
-
-/** Checks that `format` names a driver that can create images, with qemu-img's texts. */
-function checkCreatable(format: string): void {
+/** The creator for `format`, with qemu-img's refusals for unknown and non-creating formats. */
+function creatorOf(format: string) {
   const driver = findDriver(format);
   if (!driver) throw genericError(`Unknown file format '${format}'`);
-  if (!PLAIN_FORMATS.has(format))
-    throw genericError(`Format driver '${format}' does not support image creation`);
+  const creator = format === 'file' ? rawCreator : driver.creator;
+  if (!creator) throw genericError(`Format driver '${format}' does not support image creation`);
+  return creator;
 }
 
 /**
@@ -24,7 +25,7 @@ function checkCreatable(format: string): void {
  * when the format or the protocol cannot create images.
  */
 export function creationPath(format: string, filename: string): string {
-  checkCreatable(format);
+  creatorOf(format);
   const options = filenameToOptions(filename, format);
   const protocol = (format === 'file' ? options : options.file) as Record<string, unknown>;
   if (protocol.driver !== 'file') {
@@ -34,18 +35,23 @@ export function creationPath(format: string, filename: string): string {
 }
 
 /**
- * Creates (or truncates) the host file `path` with `size` bytes, all reading as zeros.
- * Throws QEMU's "Could not create 'PATH': <strerror>".
+ * Creates (or empties) the host file `path` and makes it an image of `format`: `options` are the
+ * creator's (QAPI names; `size` is required). `children` holds nodes the options refer to
+ * (qcow2's `data-file`). Throws QEMU's texts ("Could not create 'PATH': <strerror>", option checks).
  */
-export async function createFile(path: string, size: number): Promise<void> {
+export async function createImage(
+  path: string,
+  format: string,
+  options: Record<string, unknown>,
+  children: ReadonlyMap<string, BlockNode> = new Map(),
+): Promise<void> {
+  const creator = creatorOf(format);
+  await createHostFile(path);
+  const graph = new BlockGraph();
+  const file = await graph.open({ driver: 'file', filename: path });
   try {
-    const fh = await open(path, 'w', 0o644);
-    try {
-      await fh.truncate(size);
-    } finally {
-      await fh.close();
-    }
-  } catch (err) {
-    throw genericError(`Could not create '${path}': ${STRERROR[errnoOf(err)]}`);
+    await creator.create(file, options, { children });
+  } finally {
+    await graph.release(file);
   }
 }

@@ -21,6 +21,11 @@ const COMMANDS: Readonly<Record<string, Command>> = {
     load: () => import('./convert.ts'),
   },
   check: { summary: 'check a disk image for consistency (qemu-img check)', load: () => import('./check.ts') },
+  create: { summary: 'create a new disk image (qemu-img create)', load: () => import('./create.ts') },
+  measure: {
+    summary: 'calculate the file size required for a new image (qemu-img measure)',
+    load: () => import('./measure.ts'),
+  },
   map: { summary: 'print the allocation map of a disk image (qemu-img map)', load: () => import('./map.ts') },
   compare: {
     summary: 'check whether two disk images have the same content (qemu-img compare)',

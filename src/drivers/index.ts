@@ -1,6 +1,7 @@
 /** The driver registry: one line per driver. */
 import type { BlockDriver } from '../block/driver.ts';
 import { blkdebugDriver } from './filter/blkdebug.ts';
+import { volatileCacheDriver } from './filter/volatile-cache.ts';
 import { qcow2Driver } from './format/qcow2.ts';
 import { rawDriver } from './format/raw.ts';
 import { fileDriver } from './protocol/file.ts';
@@ -14,6 +15,7 @@ export const DRIVERS: readonly BlockDriver[] = [
   rawDriver,
   qcow2Driver,
   blkdebugDriver,
+  volatileCacheDriver,
 ];
 
 const BY_NAME = new Map(DRIVERS.map((d) => [d.name, d]));

@@ -20,6 +20,11 @@ export const Status = {
   NEED_LOAD: 7,
   WAIT: 8,
   BUSY: 9,
+  IN_PLACE: 10,
+  ALLOC: 11,
+  WAIT_ALLOC: 12,
+  /** zeroClusters: write real zeros over the range answered. */
+  FALLBACK: 13,
   NOT_QCOW2: 16,
   BAD_VERSION: 17,
   BAD_CLUSTER_BITS: 18,
@@ -46,7 +51,69 @@ export const Status = {
   ZERO_IN_V2: 51,
   DATA_FILE_MISMATCH: 52,
   COMPRESSED_WITH_DATA_FILE: 53,
+  REFBLOCK_UNALIGNED: 54,
+  REFCOUNT_UNDERFLOW: 55,
+  REFCOUNT_OVERFLOW: 56,
+  SHARED_L2: 64,
+  OVERLAP: 65,
+  BEYOND_L1: 66,
 } as const;
+
+/** QCow2MetadataOverlap bits the engine checks (assembly/qcow2/write.ts OL_*). */
+export const Overlap = {
+  MAIN_HEADER: 1,
+  ACTIVE_L1: 2,
+  ACTIVE_L2: 4,
+  REFCOUNT_TABLE: 8,
+  REFCOUNT_BLOCK: 16,
+} as const;
+
+/** zeroClusters modes (assembly/qcow2/write.ts). */
+export const ZeroMode = { ZERO: 0, ZERO_UNMAP: 1, DISCARD: 2, HAS_BACKING: 8 } as const;
+
+/** Which metadata cache a dirty slot belongs to. */
+export const CacheId = { L2: 0, REFCOUNT: 1 } as const;
+
+/** One step of a write plan (see Qcow2Engine.prepareWrite). Reused by the next call. */
+export interface WriteAnswer {
+  status: number;
+  /** IN_PLACE, ALLOC: guest bytes from the queried offset this answer covers. */
+  bytes: number;
+  /** IN_PLACE: host offset of the first byte; ALLOC: host offset of regionStart. */
+  host: number;
+  /** ALLOC: the guest region to write (request plus the copied head and tail). */
+  regionStart: number;
+  regionEnd: number;
+  /** ALLOC: the allocation to commit or abort; WAIT_ALLOC: the one to wait for. */
+  id: number;
+  /** ALLOC: a new L2 table cluster to zero before commit (0: none). */
+  newL2: number;
+  /** NEED_LOAD, WAIT: the tagged cache slot; NEED_LOAD: what to read where (as MapAnswer). */
+  slot: number;
+  loadBytes: number;
+  loadPtr: number;
+}
+
+/** A table's state as taken for write-back (takeL1, takeRefcountTable). */
+export interface TableState {
+  /** The table's bytes (a copy) from entry `lo` to `hi` (all when moved). */
+  bytes: Uint8Array;
+  lo: number;
+  hi: number;
+  moved: boolean;
+  offset: number;
+  entries: number;
+  /** Refcount table: its clusters. */
+  clusters: number;
+}
+
+/** A dirty metadata slot copied for write-back. */
+export interface DirtySlot {
+  slot: number;
+  host: number;
+  bytes: Uint8Array;
+  gen: number;
+}
 
 /** Tables named in TABLE_* errors (assembly/qcow2/io.ts Table). */
 export const Table = { REFCOUNT: 0, SNAPSHOTS: 1, ACTIVE_L1: 2, SNAPSHOT_L1: 3 } as const;
@@ -104,6 +171,18 @@ export class EngineError extends Error {
 export class Qcow2Engine {
   private ioView: BigUint64Array;
   private readonly answer: MapAnswer = { status: 0, bytes: 0, host: 0, csize: 0, slot: 0, guest: 0 };
+  private readonly write: WriteAnswer = {
+    status: 0,
+    bytes: 0,
+    host: 0,
+    regionStart: 0,
+    regionEnd: 0,
+    id: 0,
+    newL2: 0,
+    slot: 0,
+    loadBytes: 0,
+    loadPtr: 0,
+  };
 
   private constructor(private readonly exports: BlockgraphExports) {
     this.ioView = this.freshIo();
@@ -219,6 +298,208 @@ export class Qcow2Engine {
   /** Frees L2 slices unused since the previous call (cache-clean-interval). */
   cleanUnused(): number {
     return this.exports.qcow2CleanUnused();
+  }
+
+  /** Sets up refcounts for writing: the table (read by `fill`) and a cache of `slots` blocks. */
+  async useRefcountTable(
+    offset: number,
+    clusters: number,
+    slots: number,
+    fill: (dst: Uint8Array) => Promise<void>,
+  ): Promise<void> {
+    const io = this.io();
+    io[0] = BigInt(offset);
+    io[1] = BigInt(clusters);
+    const status = this.exports.qcow2UseRefcountTable(slots);
+    if (status !== Status.OK) throw new EngineError(status, this.io()[0]!);
+    const ptr = Number(this.io()[0]);
+    const bytes = new Uint8Array(clusters * 2 ** this.clusterBits());
+    await fill(bytes);
+    this.bytes(ptr, bytes.length).set(bytes);
+  }
+
+  /**
+   * One step of planning a write of [offset, offset + bytes) (assembly/qcow2/write.ts
+   * prepareWrite). The returned object is reused by the next call.
+   */
+  prepareWrite(offset: number, bytes: number): WriteAnswer {
+    let io = this.io();
+    io[0] = BigInt(offset);
+    io[1] = BigInt(bytes);
+    const w = this.write;
+    w.status = this.exports.qcow2PrepareWrite();
+    io = this.io();
+    if (w.status === Status.NEED_LOAD || w.status === Status.WAIT) {
+      w.slot = Number(io[0]);
+      w.host = Number(io[1]);
+      w.loadBytes = Number(io[2]);
+      w.loadPtr = Number(io[3]);
+    } else {
+      w.bytes = Number(io[0]);
+      w.host = Number(io[1]);
+      w.regionStart = Number(io[2]);
+      w.regionEnd = Number(io[3]);
+      w.id = Number(io[4]);
+      w.newL2 = Number(io[5]);
+      w.slot = Number(io[0]);
+    }
+    return w;
+  }
+
+  /** Links allocation `id` (its data is written). */
+  commit(id: number): void {
+    const status = this.exports.qcow2Commit(id);
+    if (status !== Status.OK) throw new EngineError(status, 0n);
+  }
+
+  abort(id: number): void {
+    this.exports.qcow2Abort(id);
+  }
+
+  /**
+   * One step of zeroing or discarding [offset, offset + bytes) (`mode`: ZeroMode). Answers as
+   * prepareWrite for loads and waits; OK and FALLBACK cover `bytes` of the answer.
+   */
+  zeroClusters(offset: number, bytes: number, mode: number): WriteAnswer {
+    let io = this.io();
+    io[0] = BigInt(offset);
+    io[1] = BigInt(bytes);
+    const w = this.write;
+    w.status = this.exports.qcow2ZeroClusters(mode);
+    io = this.io();
+    w.slot = Number(io[0]);
+    w.bytes = Number(io[0]);
+    w.id = Number(io[0]);
+    w.host = Number(io[1]);
+    w.loadBytes = Number(io[2]);
+    w.loadPtr = Number(io[3]);
+    return w;
+  }
+
+  /** Makes the L1 table `entries` long: a status (OK, or loads to do first as prepareWrite). */
+  growL1(entries: number): WriteAnswer {
+    this.io()[0] = BigInt(entries);
+    const w = this.write;
+    w.status = this.exports.qcow2GrowL1();
+    const io = this.io();
+    w.slot = Number(io[0]);
+    w.host = Number(io[1]);
+    w.loadBytes = Number(io[2]);
+    w.loadPtr = Number(io[3]);
+    return w;
+  }
+
+  /** The L1 table's changes since the last take (cleared now; tableFailed restores them). */
+  takeL1(): TableState {
+    this.exports.qcow2TakeL1();
+    return this.table(8);
+  }
+
+  takeRefcountTable(): TableState {
+    this.exports.qcow2TakeRefcountTable();
+    const t = this.table(8);
+    const io = this.io();
+    t.offset = Number(io[5]);
+    t.clusters = Number(io[6]);
+    return t;
+  }
+
+  /** A table write-back failed: its changes are dirty again. */
+  tableFailed(which: 'l1' | 'refcount', moved: boolean): void {
+    this.exports.qcow2TableFailed(which === 'l1' ? 0 : 1, moved ? 1 : 0);
+  }
+
+  /** The decrements queued since the last take: [first cluster, count] pairs. */
+  takeFrees(): Array<[number, number]> {
+    const n = this.exports.qcow2TakeFrees();
+    if (n === 0) return [];
+    const ptr = Number(this.io()[0]);
+    const v = new BigUint64Array(this.exports.memory.buffer, ptr, n * 2);
+    const out: Array<[number, number]> = [];
+    for (let i = 0; i < n; i++) out.push([Number(v[2 * i]), Number(v[2 * i + 1])]);
+    return out;
+  }
+
+  /** Decrements cluster `cluster`'s refcount: status, and the new refcount in `bytes` on OK. */
+  decref(cluster: number): WriteAnswer {
+    this.io()[0] = BigInt(cluster);
+    return this.answerLoad(this.exports.qcow2Decref());
+  }
+
+  /** The refcount of `cluster`: status, and the refcount in `bytes` on OK. */
+  refcountOf(cluster: number): WriteAnswer {
+    this.io()[0] = BigInt(cluster);
+    return this.answerLoad(this.exports.qcow2RefcountOf());
+  }
+
+  /** Copies of the dirty slots of cache `which` (CacheId), in slot order. */
+  dirtySlots(which: number): DirtySlot[] {
+    const out: DirtySlot[] = [];
+    for (
+      let s = this.exports.qcow2NextDirty(which, 0);
+      s >= 0;
+      s = this.exports.qcow2NextDirty(which, s + 1)
+    ) {
+      const io = this.io();
+      const ptr = Number(io[1]);
+      out.push({
+        slot: s,
+        host: Number(io[0]),
+        gen: Number(io[3]),
+        bytes: this.bytes(ptr, Number(io[2])).slice(),
+      });
+    }
+    return out;
+  }
+
+  /** A dirty slot was written as copied: clean unless it changed since. */
+  cleaned(which: number, slot: number, gen: number): void {
+    this.exports.qcow2Cleaned(which, slot, gen);
+  }
+
+  /** The first Overlap bit (minus `ignore`) that [offset, offset + bytes) hits, or 0. */
+  overlaps(offset: number, bytes: number, ignore: number): number {
+    const io = this.io();
+    io[0] = BigInt(offset);
+    io[1] = BigInt(bytes);
+    return this.exports.qcow2Overlaps(ignore);
+  }
+
+  /** Which Overlap bits to check (the overlap-check option). */
+  setOverlapChecks(mask: number): void {
+    this.exports.qcow2SetOverlapChecks(mask);
+  }
+
+  private answerLoad(status: number): WriteAnswer {
+    const io = this.io();
+    const w = this.write;
+    w.status = status;
+    w.slot = Number(io[0]);
+    w.bytes = Number(io[0]);
+    w.host = Number(io[1]);
+    w.loadBytes = Number(io[2]);
+    w.loadPtr = Number(io[3]);
+    return w;
+  }
+
+  private table(entrySize: number): TableState {
+    const io = this.io();
+    const ptr = Number(io[0]);
+    const entries = Number(io[1]);
+    const moved = io[4] !== 0n;
+    const lo = moved ? 0 : Number(io[2]);
+    const hi = moved ? entries : Number(io[3]);
+    const bytes = this.bytes(ptr + lo * entrySize, (hi - lo) * entrySize).slice();
+    return { bytes, lo, hi, moved, offset: Number(io[5]), entries, clusters: 0 };
+  }
+
+  private clusterBits(): number {
+    return Number(this.exports.qcow2HeaderField(3));
+  }
+
+  /** The instance's exports (its zero scan, for detect-zeroes). */
+  wasmExports(): BlockgraphExports {
+    return this.exports;
   }
 
   /** Bytes of linear memory in use (for tests bounding memory). */

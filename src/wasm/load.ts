@@ -24,6 +24,22 @@ export interface BlockgraphExports {
   qcow2Map(): number;
   qcow2Loaded(slot: number, ok: number): void;
   qcow2CleanUnused(): number;
+  qcow2UseRefcountTable(slots: number): number;
+  qcow2RefcountOf(): number;
+  qcow2PrepareWrite(): number;
+  qcow2Commit(id: number): number;
+  qcow2Abort(id: number): void;
+  qcow2ZeroClusters(mode: number): number;
+  qcow2GrowL1(): number;
+  qcow2TakeL1(): void;
+  qcow2TakeRefcountTable(): void;
+  qcow2TakeFrees(): number;
+  qcow2Decref(): number;
+  qcow2NextDirty(which: number, from: number): number;
+  qcow2Cleaned(which: number, slot: number, gen: number): void;
+  qcow2TableFailed(which: number, moved: number): void;
+  qcow2Overlaps(ignore: number): number;
+  qcow2SetOverlapChecks(mask: number): void;
 }
 
 /** Where the module is: next to the sources in Node, an asset URL once vite has bundled this file. */

@@ -4,15 +4,14 @@
  * `file` child; reads ask the engine to map guest ranges and then read data from the file (or
  * the external data file), the backing node, or decompress clusters.
  *
- * Writes are not implemented yet (issue 4): a read-write open succeeds as in QEMU (so
- * `-drive file=x.qcow2` works), and every write-type request fails with ENOTSUP. Hence nothing
- * here ever changes the image: dirty images open (their refcounts are not needed to read),
- * and unknown autoclear bits are left alone.
+ * A read-write open also loads the refcount table and hands writes to Qcow2Writer
+ * (qcow2/writer.ts); it first repairs an image left dirty (lazy refcounts) and clears the
+ * autoclear bits blockgraph does not maintain, as qcow2_do_open does.
  */
 import type { BlockDriver, BlockDriverOps, ImageFacts, OpenContext } from '../../block/driver.ts';
 import { BlockIOError, genericError, ioError, QmpError, STRERROR, errnoOf } from '../../block/errors.ts';
 import type { BlockNode } from '../../block/node.ts';
-import type { BlockStatus } from '../../block/types.ts';
+import type { BlockStatus, ZeroOptions } from '../../block/types.ts';
 import { registerFormatProbe } from '../../config/probe.ts';
 import {
   EngineError,
@@ -20,6 +19,7 @@ import {
   Qcow2Engine,
   Status,
   Table,
+  Overlap,
   type Qcow2Header,
 } from '../../qcow2/engine.ts';
 import { siblingFileOptions } from './qcow2/backing.ts';
@@ -28,7 +28,10 @@ import { cacheSizes } from './qcow2/cache-options.ts';
 import { openError } from './qcow2/errors.ts';
 import { parseExtensions, unsupportedFeatureText, type HeaderExtensions } from './qcow2/extensions.ts';
 import { QCOW2_OPTIONS } from './qcow2/options.ts';
+import { qcow2Creator } from './qcow2/create.ts';
 import { Qcow2Reader, type Extent } from './qcow2/reader.ts';
+import { Qcow2Writer } from './qcow2/writer.ts';
+import { WasmIo } from '../../wasm/io.ts';
 import { findSnapshot, readSnapshotTable, snapshotInfo, type Qcow2Snapshot } from './qcow2/snapshots.ts';
 
 const INCOMPAT_DIRTY = 1n;
@@ -56,7 +59,8 @@ export const qcow2Driver = {
   name: 'qcow2',
   kind: 'format',
   options: QCOW2_OPTIONS,
-  capabilities: { writable: false, persistent: true, growable: false, discard: false, writeZeroes: false },
+  creator: qcow2Creator,
+  capabilities: { writable: true, persistent: true, growable: true, discard: true, writeZeroes: true },
 
   async open(ctx): Promise<BlockDriverOps> {
     const file = ctx.children.get('file');
@@ -79,7 +83,10 @@ async function openImage(ctx: OpenContext, file: BlockNode): Promise<BlockDriver
   const opts = ctx.options;
   const engine = await Qcow2Engine.create();
   const readAt = (offset: number, len: number) => readFile(file, offset, len);
-  const head = await readOr(() => readAt(0, HEADER_BYTES), 'Could not read qcow2 header');
+  let head = await readOr(() => readAt(0, HEADER_BYTES), 'Could not read qcow2 header');
+  if (!ctx.readOnly && (await repairIfDirty(file, head))) {
+    head = await readOr(() => readAt(0, HEADER_BYTES), 'Could not read qcow2 header');
+  }
   let header: Qcow2Header;
   try {
     header = engine.parseHeader(head, !ctx.readOnly);
@@ -100,7 +107,7 @@ async function openImage(ctx: OpenContext, file: BlockNode): Promise<BlockDriver
       ),
     'Could not read L1 table',
   );
-  configureCache(engine, opts, header, clusterSize, size);
+  const cacheGeometry = configureCache(engine, opts, header, clusterSize, size);
   checkEncryptionOptions(header, opts);
 
   const extEnd = header.backingFileOffset || clusterSize;
@@ -141,7 +148,95 @@ async function openImage(ctx: OpenContext, file: BlockNode): Promise<BlockDriver
   const reader = new Qcow2Reader(engine, nodes, fatal, (msg) =>
     ctx.emit('BLOCK_IMAGE_CORRUPTED', { device: '', 'node-name': ctx.nodeName, msg, fatal }),
   );
-  return new Qcow2Node(reader, image, length, clusterSize, cleanInterval(engine, opts));
+  const writer = ctx.readOnly
+    ? undefined
+    : await openWriter(ctx, engine, reader, image, { file, dataFile, backing, refcountSlots: cacheGeometry });
+  return new Qcow2Node(reader, writer, image, length, clusterSize, cleanInterval(engine, opts), {
+    detectZeroes: (opts['detect-zeroes'] as string | undefined) ?? 'off',
+    unmap: opts.discard === 'unmap' || opts.discard === 'on',
+    zeroScan: new WasmIo(engine.wasmExports()),
+  });
+}
+
+/**
+ * A dirty image (lazy refcounts, not closed cleanly) opened read-write is repaired first, as
+ * qcow2_do_open runs qcow2_check with BDRV_FIX_ERRORS | BDRV_FIX_LEAKS. True if it did.
+ */
+async function repairIfDirty(file: BlockNode, head: Uint8Array): Promise<boolean> {
+  const v = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  if (head.length < 80 || v.getUint32(4) < 3 || (v.getBigUint64(72) & INCOMPAT_DIRTY) === 0n) return false;
+  if ((v.getBigUint64(72) & INCOMPAT_CORRUPT) !== 0n) return false;
+  const { checkImage } = await import('./qcow2/check.ts');
+  await checkImage(file, { repair: 'all' });
+  return true;
+}
+
+/**
+ * The write side of a read-write open: unknown autoclear bits cleared (qcow2.txt: a writer that
+ * does not maintain an autoclear feature must clear its bit; blockgraph keeps only data-file-raw),
+ * the refcount table loaded, the overlap checks and lazy refcounts set up.
+ */
+async function openWriter(
+  ctx: OpenContext,
+  engine: Qcow2Engine,
+  reader: Qcow2Reader,
+  image: OpenedImage,
+  n: { file: BlockNode; dataFile?: BlockNode; backing?: BlockNode; refcountSlots: number },
+): Promise<Qcow2Writer> {
+  const h = image.header;
+  const opts = ctx.options;
+  if (h.version >= 3 && (h.autoclearFeatures & ~AUTOCLEAR_DATA_FILE_RAW) !== 0n) {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, h.autoclearFeatures & AUTOCLEAR_DATA_FILE_RAW);
+    await n.file.write(88, b);
+    await n.file.flush();
+  }
+  const clusterSize = 2 ** h.clusterBits;
+  await readOr(
+    () =>
+      engine.useRefcountTable(h.refcountTableOffset, h.refcountTableClusters, n.refcountSlots, (dst) =>
+        n.file.read(h.refcountTableOffset, dst),
+      ),
+    'Could not read refcount table',
+  );
+  engine.setOverlapChecks(overlapChecks(opts['overlap-check']));
+  const extendedL2 = (h.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n;
+  const lazy =
+    (opts['lazy-refcounts'] as boolean | undefined) ?? (h.compatibleFeatures & COMPAT_LAZY_REFCOUNTS) !== 0n;
+  const unmap = opts.discard === 'unmap' || opts.discard === 'on';
+  return new Qcow2Writer(engine, reader, {
+    file: n.file,
+    data: n.dataFile ?? n.file,
+    backing: n.backing,
+    clusterSize,
+    subclusterSize: extendedL2 ? clusterSize / 32 : clusterSize,
+    version: h.version,
+    lazy,
+    incompat: h.incompatibleFeatures,
+    passDiscardRequest: (opts['pass-discard-request'] as boolean | undefined) ?? unmap,
+    passDiscardOther: (opts['pass-discard-other'] as boolean | undefined) ?? false,
+    onCorruption: (msg, offset, size) =>
+      ctx.emit('BLOCK_IMAGE_CORRUPTED', {
+        device: '',
+        'node-name': ctx.nodeName,
+        msg,
+        offset,
+        size,
+        fatal: true,
+      }),
+  });
+}
+
+/** The overlap-check option (qcow2_update_options_prepare): a template name or { template }. */
+function overlapChecks(option: unknown): number {
+  const template =
+    typeof option === 'string'
+      ? option
+      : ((option as { template?: string } | undefined)?.template ?? 'cached');
+  if (template === 'none') return 0;
+  // 'constant': the structures whose place never changes without a header update.
+  if (template === 'constant') return Overlap.MAIN_HEADER | Overlap.ACTIVE_L1 | Overlap.REFCOUNT_TABLE;
+  return 0x1f;
 }
 
 /** Reads `len` bytes at `offset` of `node`; offsets beyond 2^53 fail as QEMU's beyond 2^63 do. */
@@ -187,7 +282,7 @@ function configureCache(
   header: Qcow2Header,
   clusterSize: number,
   size: number,
-): void {
+): number {
   const extendedL2 = (header.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n;
   const sizes = cacheSizes(opts, clusterSize, size, extendedL2 ? 16 : 8);
   if (!engine.configureCache(sizes.l2Entries, sizes.l2EntryBytes)) {
@@ -198,6 +293,7 @@ function configureCache(
   if (opts['lazy-refcounts'] === true && header.version < 3) {
     throw genericError('Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level');
   }
+  return sizes.refcountEntries;
 }
 
 /** A timer dropping unused cache entries every cache-clean-interval seconds (0: none). */
@@ -303,14 +399,24 @@ async function openBacking(
   }
 }
 
+/** Node options the write path honours (COMMON_NODE_OPTIONS). */
+interface WritePolicy {
+  readonly detectZeroes: string;
+  /** discard=unmap: discards and detect-zeroes=unmap may free clusters. */
+  readonly unmap: boolean;
+  readonly zeroScan: WasmIo;
+}
+
 /** The per-node operations over an open image. */
 class Qcow2Node implements BlockDriverOps {
   constructor(
     private readonly reader: Qcow2Reader,
+    private readonly writer: Qcow2Writer | undefined,
     private readonly image: OpenedImage,
-    private readonly size: number,
+    private size: number,
     private readonly clusterSize: number,
     private readonly stopCleaning: (() => void) | undefined,
+    private readonly policy: WritePolicy,
   ) {}
 
   length(): number {
@@ -321,20 +427,38 @@ class Qcow2Node implements BlockDriverOps {
     return this.reader.read(offset, dst);
   }
 
-  async write(): Promise<void> {
-    throw notYet();
+  /** detect-zeroes turns an all-zero write into write-zeroes (bdrv_aligned_pwritev). */
+  async write(offset: number, src: Uint8Array): Promise<void> {
+    const w = this.writable();
+    if (this.policy.detectZeroes !== 'off' && this.policy.zeroScan.isZero(src)) {
+      const unmap = this.policy.detectZeroes === 'unmap' && this.policy.unmap;
+      return w.writeZeroes(offset, src.length, unmap);
+    }
+    return w.write(offset, src);
   }
 
-  async writeZeroes(): Promise<void> {
-    throw notYet();
+  async writeZeroes(offset: number, bytes: number, opts: ZeroOptions): Promise<void> {
+    return this.writable().writeZeroes(offset, bytes, opts.unmap === true && this.policy.unmap);
   }
 
-  async discard(): Promise<void> {
-    throw notYet();
+  /** discard=ignore (the default) drops discards, as bdrv_co_pdiscard does without BDRV_O_UNMAP. */
+  async discard(offset: number, bytes: number): Promise<void> {
+    if (this.policy.unmap) await this.writable().discard(offset, bytes);
   }
 
-  async truncate(): Promise<void> {
-    throw notYet();
+  async flush(): Promise<void> {
+    await this.writer?.flush();
+  }
+
+  /** qcow2_co_truncate, growing only: the L1 table grows first, then the size in the header. */
+  async truncate(bytes: number): Promise<void> {
+    const w = this.writable();
+    if (bytes % 512 !== 0) throw ioError('EINVAL', 'The new size must be a multiple of 512');
+    if (bytes < this.size) throw ioError('ENOTSUP', 'qcow2: shrinking images is not supported yet');
+    const l2Bytes = this.clusterSize * (this.clusterSize / (this.extendedL2() ? 16 : 8));
+    await w.growL1(Math.ceil(bytes / l2Bytes));
+    await w.setSize(bytes);
+    this.size = bytes;
   }
 
   /**
@@ -368,6 +492,16 @@ class Qcow2Node implements BlockDriverOps {
 
   async close(): Promise<void> {
     this.stopCleaning?.();
+    await this.writer?.close();
+  }
+
+  private extendedL2(): boolean {
+    return (this.image.header.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n;
+  }
+
+  private writable(): Qcow2Writer {
+    if (!this.writer) throw ioError('EPERM', 'qcow2: the node is read-only');
+    return this.writer;
   }
 
   /** ImageInfoSpecificQCow2 (qcow2_get_specific_info), members in qemu-img's output order. */
@@ -401,8 +535,4 @@ class Qcow2Node implements BlockDriverOps {
       snapshots: snapshots.map(snapshotInfo),
     };
   }
-}
-
-function notYet(): BlockIOError {
-  return ioError('ENOTSUP', 'qcow2: writing is not supported yet; open the image read-only');
 }

@@ -11,6 +11,7 @@ import type { BlockNode } from '../../block/node.ts';
 import type { BlockStatus, WriteFlags, ZeroOptions } from '../../block/types.ts';
 import { PROBE_BYTES, probeFormat } from '../../config/probe.ts';
 import { withDefaults } from '../options.ts';
+import { rawCreator } from './raw-create.ts';
 
 /** BDRV_SECTOR_SIZE: a fixed size must be a multiple, so rounding can never leak past it. */
 const SECTOR = 512;
@@ -27,6 +28,7 @@ export const rawDriver = {
   options: OPTIONS,
   // What the child allows; a fixed `size` refuses to grow (raw_co_truncate).
   capabilities: { writable: true, persistent: true, growable: true, discard: true, writeZeroes: true },
+  creator: rawCreator,
 
   async open(ctx): Promise<BlockDriverOps> {
     const file = ctx.children.get('file');

@@ -1,5 +1,6 @@
 /** The QMP command table: one line per command; query-commands lists exactly this table. */
 import { blockdevAdd, blockdevDel } from './block.ts';
+import { blockdevCreate } from './create.ts';
 import { qmpCapabilities, queryCommands, quit } from './control.ts';
 import { xDebugQueryBlockGraph } from './debug.ts';
 import { queryBlock, queryBlockstats, queryNamedBlockNodes } from './query.ts';
@@ -13,6 +14,7 @@ export const COMMANDS: ReadonlyMap<string, QmpCommand> = new Map(
     quit,
     blockdevAdd,
     blockdevDel,
+    blockdevCreate,
     queryNamedBlockNodes,
     queryBlock,
     queryBlockstats,

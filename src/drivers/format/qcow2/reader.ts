@@ -66,13 +66,14 @@ export class Qcow2Reader {
         case Status.COMPRESSED:
           return { status: a.status, bytes: a.bytes, host: a.host, csize: a.csize };
         case Status.NEED_LOAD:
-          await this.load(a.slot, a.host, a.bytes, a.csize);
+          await this.loadSlot(a.slot, a.host, a.bytes, a.csize);
           break;
         case Status.WAIT:
-          await settled(this.loading.get(a.slot));
+          await this.waitSlot(a.slot);
           break;
         case Status.BUSY:
-          await Promise.race([...this.loading.values()].map(settled));
+          // Every slot is loading, or (while writing) dirty: wait for a load or for a write-back.
+          if (!(await this.waitAnyLoad())) await this.onBusy();
           break;
         default:
           throw this.corrupt(corruptionText(a) ?? `qcow2 engine status ${a.status}`);
@@ -152,8 +153,23 @@ export class Qcow2Reader {
     dst.set(cluster.subarray(at, at + dst.length));
   }
 
+  /** Waits for the load of `slot` to settle either way. */
+  waitSlot(slot: number): Promise<void> {
+    return settled(this.loading.get(slot));
+  }
+
+  /** Waits for any load in flight to settle; false at once if none is. */
+  async waitAnyLoad(): Promise<boolean> {
+    if (this.loading.size === 0) return false;
+    await Promise.race([...this.loading.values()].map(settled));
+    return true;
+  }
+
+  /** Set by the writer: frees cache slots by writing dirty metadata back. */
+  onBusy: () => Promise<void> = () => new Promise((resolve) => setTimeout(resolve, 1));
+
   /** Loads `bytes` at `host` into cache slot `slot` (memory `ptr`); one load per slot at a time. */
-  private load(slot: number, host: number, bytes: number, ptr: number): Promise<void> {
+  loadSlot(slot: number, host: number, bytes: number, ptr: number): Promise<void> {
     const { file } = this.nodes;
     const p = (async () => {
       try {

@@ -1,0 +1,129 @@
+/**
+ * blockdev-create (qapi/block-core.json; block/create.c qmp_blockdev_create). QEMU 7.2 runs it as
+ * a job named by the required `job-id`. Until blockgraph has jobs, the job is created, run and
+ * dismissed within the command: the JOB_STATUS_CHANGE events are QEMU's (created, running, then
+ * waiting, pending, concluded — or aborting, concluded — and null, as if auto-dismissed), and a
+ * failure is the command's error instead of the concluded job's `error` in query-jobs.
+ * Drivers: `file` (creates the host file: filename, size, preallocation) and every format driver
+ * with a creator whose `file` (and `data-file`) are node-names or inline BlockdevOptions; `raw`
+ * is refused as in QEMU, which has no raw blockdev-create.
+ */
+import type { CreateContext, ImageCreator } from '../../block/driver.ts';
+import { genericError } from '../../block/errors.ts';
+import type { BlockNode } from '../../block/node.ts';
+import type { OptionsSchema } from '../../config/schema.ts';
+import { validateOptions } from '../../config/validate.ts';
+import { rawCreator } from '../../drivers/format/raw-create.ts';
+import { findDriver } from '../../drivers/index.ts';
+import { createHostFile } from '../../drivers/protocol/file-create.ts';
+import type { BlockGraph } from '../../graph/graph.ts';
+import type { QmpCommand } from './types.ts';
+import { NOTHING } from './types.ts';
+
+/** BlockdevCreateOptionsFile (nocow and extent-size-hint are not supported). */
+const FILE_CREATE_OPTIONS: OptionsSchema = {
+  filename: { type: 'str', required: true, help: 'host file to create' },
+  ...rawCreator.options,
+};
+
+export const blockdevCreate: QmpCommand = {
+  name: 'blockdev-create',
+  help: 'create an image (runs synchronously; its job events are emitted around it)',
+  args: 'boxed',
+  async run(ctx, args) {
+    const jobId = args['job-id'];
+    if (jobId === undefined) throw genericError("Parameter 'job-id' is missing");
+    if (typeof jobId !== 'string')
+      throw genericError("Invalid parameter type for 'job-id', expected: string");
+    const options = args.options;
+    if (options === undefined) throw genericError("Parameter 'options' is missing");
+    if (typeof options !== 'object' || options === null || Array.isArray(options))
+      throw genericError("Invalid parameter type for 'options', expected: object");
+    const extra = Object.keys(args).find((k) => k !== 'job-id' && k !== 'options');
+    if (extra !== undefined) throw genericError(`Parameter '${extra}' is unexpected`);
+    const run = await prepare(ctx.graph, options as Record<string, unknown>);
+    const status = (s: string) => ctx.graph.emit('JOB_STATUS_CHANGE', { status: s, id: jobId });
+    status('created');
+    status('running');
+    try {
+      await run();
+    } catch (err) {
+      for (const s of ['aborting', 'concluded', 'null']) status(s);
+      throw err;
+    }
+    for (const s of ['waiting', 'pending', 'concluded', 'null']) status(s);
+    return NOTHING;
+  },
+};
+
+/**
+ * Checks the options as QAPI does before the job starts (driver, members and their types), and
+ * returns the job's body: resolving node references and creating the image.
+ */
+async function prepare(graph: BlockGraph, options: Record<string, unknown>): Promise<() => Promise<void>> {
+  const name = options.driver;
+  if (name === undefined) throw genericError("Parameter 'options.driver' is missing");
+  const driver = typeof name === 'string' ? findDriver(name) : undefined;
+  if (!driver) throw genericError(`Parameter 'driver' does not accept value '${String(name)}'`);
+  const { driver: _, ...members } = options;
+  if (driver.name === 'file') {
+    const valid = validate(FILE_CREATE_OPTIONS, members, 'file');
+    return () => createFile(valid);
+  }
+  const creator = driver.creator;
+  if (!creator || driver.name === 'raw') {
+    validate({}, members, driver.name);
+    return async () => {
+      throw genericError('Driver does not support blockdev-create');
+    };
+  }
+  const valid = validate(creator.options, members, driver.name);
+  return () => createFormat(graph, creator, valid);
+}
+
+function validate(schema: OptionsSchema, members: Record<string, unknown>, driverName: string) {
+  return validateOptions(schema, members, { source: 'qmp', path: 'options.', driverName });
+}
+
+/** raw_co_create: the host file, emptied, then sized as a raw image. */
+async function createFile(options: Record<string, unknown>): Promise<void> {
+  const filename = options.filename as string;
+  await createHostFile(filename);
+  const { BlockGraph } = await import('../../graph/graph.ts');
+  const graph = new BlockGraph();
+  const node = await graph.open({ driver: 'file', filename });
+  try {
+    await rawCreator.create(node, options, { children: new Map() });
+  } finally {
+    await graph.release(node);
+  }
+}
+
+/**
+ * A format's creation: `file` and the other child references are opened (inline options) or
+ * looked up (node-names) as bdrv_co_open_blockdev_ref does, and released afterwards.
+ */
+async function createFormat(
+  graph: BlockGraph,
+  creator: ImageCreator,
+  options: Record<string, unknown>,
+): Promise<void> {
+  const refs = new Map<string, BlockNode>();
+  const opened: BlockNode[] = [];
+  try {
+    for (const [key, spec] of Object.entries(creator.options)) {
+      const ref = options[key];
+      if (spec.type !== 'child' || ref === undefined || ref === null) continue;
+      const node =
+        typeof ref === 'string' ? graph.lookup(ref) : await graph.open(ref as Record<string, unknown>);
+      if (typeof ref !== 'string') opened.push(node);
+      refs.set(key, node);
+    }
+    const file = refs.get('file')!;
+    refs.delete('file');
+    const ctx: CreateContext = { children: refs };
+    await creator.create(file, options, ctx);
+  } finally {
+    for (const node of opened) await graph.release(node);
+  }
+}
