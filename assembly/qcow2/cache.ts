@@ -65,6 +65,10 @@ export class Cache {
     while (cap < <u32>count * 2) cap <<= 1;
     this.table = zalloc((<usize>cap) << 2);
     this.tableMask = cap - 1;
+    // A reconfigured cache starts empty: no slot has memory yet.
+    this.fresh = 0;
+    this.clock = 0;
+    this.cleanClock = 0;
     return true;
   }
 

@@ -12,6 +12,8 @@ export {
   zeroClusters as qcow2ZeroClusters,
   growL1 as qcow2GrowL1,
   takeL1 as qcow2TakeL1,
+  unshareL2 as qcow2UnshareL2,
+  shrinkL1 as qcow2ShrinkL1,
   setOverlapChecks as qcow2SetOverlapChecks,
 } from './write';
 export {
@@ -19,6 +21,8 @@ export {
   refcountOf as qcow2RefcountOf,
   takeFrees as qcow2TakeFrees,
   decref as qcow2Decref,
+  incref as qcow2Incref,
+  allocClusters as qcow2AllocClusters,
   takeRefcountTable as qcow2TakeRefcountTable,
 } from './refcount';
 
@@ -72,6 +76,11 @@ export function qcow2Cleaned(which: i32, slot: i32, gen: i32): void {
 export function qcow2TableFailed(which: i32, moved: i32): void {
   if (which == 0) write.l1Failed(moved != 0);
   else refcount.refcountTableFailed(moved != 0);
+}
+
+/** write.linkL2 with the L1 index in IO[0] and the new table in IO[1]. */
+export function qcow2LinkL2(): void {
+  write.linkL2(load<u64>(IO), load<u64>(IO + 8));
 }
 
 /** qcow2_check_metadata_overlap for [IO[0], IO[0] + IO[1]) minus `ignore`: an OL_* bit or 0. */

@@ -313,6 +313,38 @@ export function decref(): i32 {
   return Status.OK;
 }
 
+/**
+ * Increments the refcount of cluster IO[0] (update_refcount with +1, as
+ * qcow2_update_snapshot_refcount does for clusters a new snapshot shares). OK: IO[0] = the new
+ * refcount. A cluster without a refcount block, or at refcount 0, is not in use: answers
+ * REFCOUNT_UNDERFLOW; at the width's maximum REFCOUNT_OVERFLOW. Nothing changes on errors.
+ */
+export function incref(): i32 {
+  const cluster = getIo(0);
+  const s = blockSlot(cluster >> blockBits);
+  if (s == STOP) return stopStatus;
+  if (s == MISSING) return Status.REFCOUNT_UNDERFLOW;
+  const block = rc.slotAddress(s);
+  const i = cluster & (((<u64>1) << blockBits) - 1);
+  const v = getRef(block, i);
+  if (v == 0) return Status.REFCOUNT_UNDERFLOW;
+  if (v == maxRefcount()) return Status.REFCOUNT_OVERFLOW;
+  setRef(block, i, v + 1);
+  rc.markDirty(s);
+  setIo(0, v + 1);
+  return Status.OK;
+}
+
+/**
+ * Allocates IO[0] contiguous clusters (qcow2_alloc_clusters) for metadata the host writes itself
+ * (snapshot L1 tables, the snapshot table). OK: IO[0] = the host offset; or as allocate().
+ */
+export function allocClusters(): i32 {
+  const st = allocate(getIo(0));
+  if (st == Status.OK) setIo(0, allocated << Image.clusterBits);
+  return st;
+}
+
 /** The largest refcount this image's width holds (for the host's checks). */
 export function refcountMax(): u64 {
   return maxRefcount();

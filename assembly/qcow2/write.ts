@@ -85,7 +85,8 @@ export function setOverlapChecks(mask: i32): void {
  *     host offset IO[1]; first zero the new L2 table cluster at IO[5] if nonzero; then commit(IO[4]);
  *   WAIT_ALLOC: allocation IO[0] is in the way: ask again once it was committed or aborted;
  *   NEED_LOAD / WAIT / BUSY as map(); OVERLAP (IO[0] offset, IO[1] bytes, IO[2] OL_* bit);
- *   SHARED_L2 (the L2 table is shared with a snapshot); BEYOND_L1; a corruption status.
+ *   SHARED_L2 (the L2 table at IO[1], L1 entry IO[0], is shared with a snapshot: the host copies
+ *     it with unshareL2 and asks again); BEYOND_L1; a corruption status.
  */
 export function prepareWrite(): i32 {
   if (!Image.open || !refcountReady()) return Status.NOT_OPEN;
@@ -111,7 +112,7 @@ export function prepareWrite(): i32 {
   let slice: usize = 0;
   let slot: i32 = -1;
   if (l2Off != 0) {
-    if ((l1e & OFLAG_COPIED) == 0) return Status.SHARED_L2;
+    if ((l1e & OFLAG_COPIED) == 0) return sharedL2(l1i, l2Off);
     slot = l2.get(l2Off + ((l2i - inSlice) << shift));
     if (slot < 0) return cacheStatus();
     slice = l2.slotAddress(slot);
@@ -286,7 +287,7 @@ export function zeroClusters(mode: i32): i32 {
     setIo(0, done);
     return op == DISCARD || !backing ? Status.OK : FALLBACK;
   }
-  if ((l1e & OFLAG_COPIED) == 0) return Status.SHARED_L2;
+  if ((l1e & OFLAG_COPIED) == 0) return sharedL2(l1i, l2Off);
   const slot = l2.get(l2Off + ((l2i - inSlice) << shift));
   if (slot < 0) return cacheStatus();
   const slice = l2.slotAddress(slot);
@@ -330,6 +331,42 @@ export function zeroClusters(mode: i32): i32 {
   return Status.OK;
 }
 
+/** The L2 table `table` of L1 entry `l1i` is shared: IO[0] = l1i, IO[1] = table. */
+function sharedL2(l1i: u64, table: u64): i32 {
+  setIo(0, l1i);
+  setIo(1, table);
+  return Status.SHARED_L2;
+}
+
+/**
+ * Copy-on-write of a shared L2 table, as l2_allocate does for an L1 entry without COPIED:
+ * IO[0] = L1 index. OK: IO[0] = a new cluster for the copy and IO[1] = the old table; the host
+ * copies the table there and then calls linkL2. Or as allocate(), or OVERLAP.
+ */
+export function unshareL2(): i32 {
+  const l1i = getIo(0);
+  if (l1i >= l1Count()) return Status.BEYOND_L1;
+  const old = be64(l1Table() + <usize>(l1i << 3));
+  const st = allocate(1);
+  if (st != Status.OK) return st;
+  const at = allocated << Image.clusterBits;
+  const ov = overlaps(at, Image.clusterSize, 0);
+  if (ov != 0) return overlapStatus(at, Image.clusterSize, ov);
+  setIo(0, at);
+  setIo(1, old & OFFSET_MASK);
+  return Status.OK;
+}
+
+/**
+ * Points L1 entry `l1i` at the copy `table` made after unshareL2 (owned: COPIED), queueing the
+ * decrement of the shared table it replaces.
+ */
+export function linkL2(l1i: u64, table: u64): void {
+  const old = be64(l1Table() + <usize>(l1i << 3)) & OFFSET_MASK;
+  setL1Entry(l1i, table | OFLAG_COPIED);
+  if (old != 0) queueFree(old >> Image.clusterBits, 1);
+}
+
 /**
  * qcow2_grow_l1_table (exact size): a new L1 table of IO[0] entries in new clusters, the old one
  * queued for freeing. OK: IO[0] = the new table's offset; or as allocate().
@@ -353,6 +390,21 @@ export function growL1(): i32 {
   l1DirtyHi = entries;
   setIo(0, offset);
   return Status.OK;
+}
+
+/**
+ * qcow2_shrink_l1_table: L1 entries from IO[0] on are cleared (the table keeps its size) and
+ * their L2 tables queued for freeing. The guest range they mapped must be discarded and
+ * written back first, so no dirty slice of a freed table remains.
+ */
+export function shrinkL1(): void {
+  const from = getIo(0);
+  for (let i = from; i < l1Count(); i++) {
+    const t = be64(l1Table() + <usize>(i << 3)) & OFFSET_MASK;
+    if (t == 0) continue;
+    setL1Entry(i, 0);
+    queueFree(t >> Image.clusterBits, 1);
+  }
 }
 
 /**

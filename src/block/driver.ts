@@ -73,6 +73,26 @@ export interface BlockDriverOps {
   imageFacts?(): ImageFacts;
   /** Driver-specific data for `info` / query-named-block-nodes (`format-specific`). */
   info?(): Record<string, unknown>;
+  /**
+   * Internal snapshots (bdrv_snapshot_create / _goto / _delete), on a node without requests in
+   * flight. Failures are BlockIOErrors with the errno QEMU's driver returns (ENOENT, EEXIST,
+   * ENOTSUP, ...) or GenericErrors with QEMU's text.
+   */
+  snapshotCreate?(name: string, opts?: SnapshotCreateOptions): Promise<void>;
+  /** Makes the snapshot with this id (else this name) the active state. */
+  snapshotGoto?(idOrName: string): Promise<void>;
+  /** Deletes the snapshot matching both given selectors. */
+  snapshotDelete?(id?: string, name?: string): Promise<void>;
+}
+
+/** QEMUSnapshotInfo members a new snapshot may set; the date defaults to now. */
+export interface SnapshotCreateOptions {
+  readonly id?: string;
+  readonly dateSec?: number;
+  readonly dateNsec?: number;
+  readonly vmStateSize?: number;
+  readonly vmClockNsec?: number;
+  readonly icount?: number;
 }
 
 /** See BlockDriverOps.imageFacts. Absent members are absent from ImageInfo. */

@@ -39,6 +39,7 @@ export type Errno =
   | 'ENOMEDIUM'
   | 'ENOTSUP'
   | 'EFBIG'
+  | 'EEXIST'
   | 'ECANCELED';
 
 /** Linux numbers for the errnos above: blkdebug's `errno` option and qemu-io print them. */
@@ -47,6 +48,7 @@ export const ERRNO_NUMBERS: Readonly<Record<Errno, number>> = {
   ENOENT: 2,
   EIO: 5,
   EACCES: 13,
+  EEXIST: 17,
   EINVAL: 22,
   EFBIG: 27,
   ENOSPC: 28,
@@ -64,6 +66,7 @@ export const STRERROR: Readonly<Record<Errno, string>> = {
   EACCES: 'Permission denied',
   EINVAL: 'Invalid argument',
   EFBIG: 'File too large',
+  EEXIST: 'File exists',
   ENOSPC: 'No space left on device',
   EROFS: 'Read-only file system',
   ENOTSUP: 'Operation not supported',

@@ -1,42 +1,50 @@
 /**
- * `blockgraph convert`: qemu-img convert for one source image. The target is created with the
- * source's size (or, with -n, must exist and be at least as large). The copy goes in chunks of
- * CHUNK bytes, never the whole image in memory, and keeps the target sparse: ranges the source
- * reports as zero are not read, and 4 KiB blocks of read data that are all zeros are not written
- * (qemu-img's default -S 4k). A fresh target already reads as zeros, so nothing is written there;
- * with -n the zeros are written as write-zeroes requests. The target is not flushed: qemu-img
- * convert's default target cache mode is "unsafe" (-t), which ignores flushes.
+ * `blockgraph convert`: qemu-img convert (qemu-img.c img_convert) for one source image. The
+ * target is created with the source's size and the `-o` options (`-B`/`-F` become backing_file/
+ * backing_fmt), or with -n must exist and be at least as large; convert-copy.ts copies the data,
+ * sparse as -S says. The target is not flushed: qemu-img convert's default target cache mode is
+ * "unsafe" (-t), which ignores flushes.
  * `-l` converts an internal snapshot instead of the active image, as qemu-img does.
- * Not implemented: several sources, -o, -B, -c, -S, -t/-T, -m/-W, --target-image-opts.
+ * Not implemented: several sources, -c (no compressed cluster writes yet), -t/-T, -m/-W,
+ * --target-image-opts.
  */
 import type { BlockBackend } from '../block/backend.ts';
-import { errnoOf, STRERROR } from '../block/errors.ts';
+import { QmpError } from '../block/errors.ts';
 import { parseQemuOpts } from '../config/qemu-opts.ts';
+import { parseSize } from '../config/size.ts';
 import { BlockGraph } from '../graph/graph.ts';
-import { createImage, creationPath } from './create-image.ts';
-import { formatFixed } from './format.ts';
+import { creationPath } from './create-image.ts';
+import { createWithOpts, printHelp } from './create.ts';
+import { mergedOpts, parseCreateOpts, wantsHelp, type CreateOpts } from './create-opts.ts';
+import { copyImage } from './convert-copy.ts';
 import { parseImageArgs } from './img-args.ts';
 import { openBackend, orCouldNotOpen, type ImageSpec } from './image-opts.ts';
 import { CliExit, PROGRAM, runReporting, type CliIo } from './program.ts';
 
-/** Bytes per copy step (qemu-img's default buffer of 4096 sectors). */
-const CHUNK = 2 << 20;
-/** Zero runs shorter than this inside data are written as data (qemu-img's -S default). */
+/** qemu-img's -S default: zero runs shorter than this inside data are written as data. */
 const MIN_SPARSE = 4096;
+/** The largest -S: MAX_BUF_SECTORS (32768) sectors. */
+const MAX_SPARSE = 32768 * 512;
 
-export const USAGE = `usage: blockgraph convert [--object objectdef] [--image-opts] [-U] [-p] [-q] [-n] [-f fmt] [-O output_fmt] [-l snapshot_param] filename output_filename\n`;
+export const USAGE = `usage: blockgraph convert [--object objectdef] [--image-opts] [-U] [-p] [-q] [-n] [-f fmt] [-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] [-l snapshot_param] filename output_filename\n`;
 
 export async function run(args: string[], io: CliIo): Promise<number> {
   return runReporting(io, async () => {
-    const parsed = parseImageArgs(args, 'hf:O:l:npqU', []);
+    const parsed = parseImageArgs(args, 'hf:O:B:F:o:S:l:cnpqU', []);
     if (parsed.values('h').length > 0) {
       io.out(USAGE);
       return 0;
     }
+    const minSparse = parsed.values('S').map(sparseSize).at(-1) ?? MIN_SPARSE;
     const snapshot = parsed.values('l').map(snapshotParam).at(-1);
     const outFormat = parsed.values('O').at(-1) ?? 'raw';
     const noCreate = parsed.values('n').length > 0;
+    const createOpts = parsed.values('o').join(',');
     const progress = parsed.values('p').length > 0 && parsed.values('q').length === 0;
+    if (noCreate && createOpts) throw new CliExit('-o has no effect when skipping image creation');
+    if (createOpts && wantsHelp(createOpts)) {
+      return printHelp(io, outFormat, parsed.operands.length >= 2 ? parsed.operands.at(-1) : undefined);
+    }
     if (parsed.operands.length < 2) throw new CliExit('Must specify image file name');
     if (parsed.operands.length > 2) throw new CliExit('Only one source image is supported');
     const [srcName, dstName] = parsed.operands;
@@ -44,15 +52,58 @@ export async function run(args: string[], io: CliIo): Promise<number> {
       { ...parsed.image, filename: srcName, readOnly: true },
       snapshot,
       { filename: dstName, format: outFormat },
-      { noCreate, progress: progress ? (text) => io.out(text) : undefined },
+      {
+        noCreate,
+        createOpts,
+        backingFile: parsed.values('B').at(-1),
+        backingFormat: parsed.values('F').at(-1),
+        minSparse,
+        compress: parsed.values('c').length > 0,
+        progress: progress ? (text) => io.out(text) : undefined,
+      },
     );
     return 0;
   });
 }
 
+/** -S's argument (cvtnum_full, then img_convert's own check), with qemu-img's texts. */
+function sparseSize(arg: string): number {
+  const what = 'buffer size for sparse output';
+  let bytes: number;
+  try {
+    bytes = /^\s*-/.test(arg) ? NaN : parseSize(arg, what);
+  } catch (err) {
+    bytes = NaN;
+    if (!(err as Error).message.includes('You may use')) throw new CliExit((err as Error).message);
+  }
+  if (Number.isNaN(bytes)) {
+    throw new CliExit(
+      `Invalid ${what} specified. You may use k, M, G, T, P or E suffixes for\n${PROGRAM}: ` +
+        'kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.',
+    );
+  }
+  if (bytes > 0x7fffffff) throw new CliExit(`Invalid ${what} specified. Must be between 0 and 2147483647.`);
+  if (bytes % 512 !== 0 || bytes > MAX_SPARSE) {
+    throw new CliExit(
+      `Invalid ${what} specified. Valid sizes are multiples of 512 up to ${MAX_SPARSE}. ` +
+        'Select 0 to disable sparse detection (fully allocates output).',
+    );
+  }
+  return bytes;
+}
+
 export interface ConvertOptions {
   /** -n: the target exists; do not create it. */
   readonly noCreate?: boolean;
+  /** -o: the target's creation options (QemuOpts syntax). */
+  readonly createOpts?: string;
+  /** -B / -F: the target's backing file and its format. */
+  readonly backingFile?: string;
+  readonly backingFormat?: string;
+  /** -S in bytes (default 4 KiB); 0 allocates everything. */
+  readonly minSparse?: number;
+  /** -c: compressed clusters. */
+  readonly compress?: boolean;
   /** -p: where the progress lines go. */
   readonly progress?: (text: string) => void;
 }
@@ -95,9 +146,15 @@ export async function convertImage(
   const source = snapshot ? await openSnapshot(graph, src, snapshot) : await openOrExit(graph, src);
   try {
     const size = source.length();
+    const createOpts = path === undefined ? undefined : targetOpts(format, size, opts);
+    const backing = createOpts?.get('backing_file')?.str ?? opts.backingFile;
+    if (createOpts?.has('backing_file') && !createOpts.has('backing_fmt')) {
+      throw new CliExit('Use of backing file requires explicit backing format');
+    }
+    if (opts.compress) checkCompression(format, createOpts);
     if (path !== undefined) {
       try {
-        await createImage(path, format, { size });
+        await createWithOpts(path, format, createOpts!);
       } catch (err) {
         throw new CliExit(`${dst.filename}: error while converting ${format}: ${(err as Error).message}`);
       }
@@ -105,13 +162,54 @@ export async function convertImage(
     const target = await openOrExit(graph, dst);
     try {
       if (target.length() < size) throw new CliExit('output file is smaller than input file');
-      await copy(source, target, !opts.noCreate, opts.progress);
+      await copyImage(source, target, {
+        zeroInit: !opts.noCreate && backing === undefined && opts.minSparse !== 0,
+        targetHasBacking: backing !== undefined,
+        minSparse: opts.minSparse ?? MIN_SPARSE,
+        progress: opts.progress,
+      });
     } finally {
       await target.close();
     }
   } finally {
     await source.close();
   }
+}
+
+/**
+ * The target's creation options: `-o`, then -B/-F (add_old_style_options), then the source's
+ * size, which replaces any `-o size` (as img_convert does).
+ */
+function targetOpts(format: string, size: number, opts: ConvertOptions): CreateOpts {
+  const descs = mergedOpts(format);
+  const created: CreateOpts = new Map();
+  try {
+    if (opts.createOpts) parseCreateOpts(opts.createOpts, descs, created);
+  } catch (err) {
+    if (err instanceof QmpError) throw new CliExit(err.message);
+    throw err;
+  }
+  const hasBacking = descs.some((d) => d.name === 'backing_file');
+  for (const [name, value, what] of [
+    ['backing_file', opts.backingFile, 'Backing file'],
+    ['backing_fmt', opts.backingFormat, 'Backing file format'],
+  ] as const) {
+    if (value === undefined) continue;
+    if (!hasBacking) throw new CliExit(`${what} not supported for file format '${format}'`);
+    created.set(name, { str: value, value });
+  }
+  created.set('size', { str: String(size), value: size });
+  return created;
+}
+
+/** img_convert's checks for -c; then the refusal: compressed cluster writes do not exist yet. */
+function checkCompression(format: string, createOpts: CreateOpts | undefined): void {
+  if (format !== 'qcow2') throw new CliExit('Compression not supported for this file format');
+  const prealloc = createOpts?.get('preallocation')?.str;
+  if (prealloc !== undefined && prealloc !== 'off') {
+    throw new CliExit('Compression and preallocation not supported at the same time');
+  }
+  throw new CliExit(`-c: compressed writes are not supported by ${PROGRAM} yet`);
 }
 
 /** The image behind an anonymous BlockBackend, or qemu-img's "Could not open" error. */
@@ -139,119 +237,4 @@ async function openSnapshot(graph: BlockGraph, spec: ImageSpec, param: SnapshotP
   } catch (err) {
     throw new CliExit(`Failed to load snapshot: ${(err as Error).message}`);
   }
-}
-
-/**
- * Copies every byte of `source` into `target`; `zeroed`: the target already reads as zeros.
- * Two buffers: the next chunk is read while the previous one is written (qemu-img overlaps its
- * requests the same way, with coroutines).
- */
-async function copy(
-  source: BlockBackend,
-  target: BlockBackend,
-  zeroed: boolean,
-  progress?: (text: string) => void,
-): Promise<void> {
-  const size = source.length();
-  const buffers = [new Uint8Array(CHUNK), new Uint8Array(CHUNK)];
-  const report = progressPrinter(size, progress);
-  let writing: Promise<void> = Promise.resolve();
-  try {
-    for (let offset = 0, turn = 0; offset < size;) {
-      // Ask about the whole rest: a zero extent is skipped in one step however large it is.
-      const status = await source.root!.blockStatus(offset, size - offset).catch((err) => {
-        throw new CliExit(`error while reading block status at offset ${offset}: ${STRERROR[errnoOf(err)]}`);
-      });
-      const zero = status.zero && !status.data;
-      const bytes = Math.min(status.bytes, size - offset, zero ? Infinity : CHUNK);
-      const at = offset;
-      if (zero) {
-        if (!zeroed) await writeOrExit(at, () => target.writeZeroes(at, bytes));
-      } else {
-        // The other buffer may still be being written; this one is free.
-        const data = buffers[turn].subarray(0, bytes);
-        turn ^= 1;
-        await source.read(at, data).catch((err) => {
-          throw new CliExit(`error while reading at byte ${at}: ${STRERROR[errnoOf(err)]}`);
-        });
-        await writing;
-        writing = writeSparse(target, at, data, zeroed);
-        // Failures surface at the next await; until then the rejection is not unhandled.
-        writing.catch(() => {});
-      }
-      offset += bytes;
-      report(offset);
-    }
-  } finally {
-    await writing;
-  }
-  report(size, true);
-}
-
-/**
- * Writes `data` at `offset`, leaving out MIN_SPARSE-aligned blocks that are all zeros (or writing
- * them as write-zeroes when the target does not read as zeros already).
- */
-async function writeSparse(
-  target: BlockBackend,
-  offset: number,
-  data: Uint8Array,
-  zeroed: boolean,
-): Promise<void> {
-  for (let start = 0; start < data.length;) {
-    const zero = blockIsZero(data, offset, start);
-    let end = nextBlock(offset, start);
-    while (end < data.length && blockIsZero(data, offset, end) === zero) end = nextBlock(offset, end);
-    end = Math.min(end, data.length);
-    const at = offset + start;
-    if (!zero) await writeOrExit(at, () => target.write(at, data.subarray(start, end)));
-    else if (!zeroed) await writeOrExit(at, () => target.writeZeroes(at, end - start));
-    start = end;
-  }
-}
-
-/** The index in `data` where the block after the one holding index `at` begins (absolute alignment). */
-function nextBlock(base: number, at: number): number {
-  return (Math.floor((base + at) / MIN_SPARSE) + 1) * MIN_SPARSE - base;
-}
-
-/** Whether the (possibly partial) block of `data` starting at index `at` is all zeros. */
-function blockIsZero(data: Uint8Array, base: number, at: number): boolean {
-  const end = Math.min(data.length, nextBlock(base, at));
-  let i = at;
-  // Whole 32-bit words where the block is aligned for them: 4x fewer steps on zero blocks.
-  if ((data.byteOffset + i) % 4 === 0) {
-    const words = new Uint32Array(data.buffer, data.byteOffset + i, (end - i) >> 2);
-    for (let w = 0; w < words.length; w++) if (words[w] !== 0) return false;
-    i += words.length * 4;
-  }
-  for (; i < end; i++) if (data[i] !== 0) return false;
-  return true;
-}
-
-async function writeOrExit(offset: number, op: () => Promise<void>): Promise<void> {
-  try {
-    await op();
-  } catch (err) {
-    throw new CliExit(`error while writing at byte ${offset}: ${STRERROR[errnoOf(err)]}`);
-  }
-}
-
-/**
- * qemu_progress_print(): "    (NN.NN/100%)\r" whenever progress advanced by at least 1%, and
- * once more at the end followed by a newline.
- */
-function progressPrinter(size: number, out?: (text: string) => void): (done: number, end?: boolean) => void {
-  if (!out) return () => {};
-  const line = (percent: number): void => out(`    (${formatFixed(percent, 2)}/100%)\r`);
-  let last = 0;
-  line(0);
-  return (done, end = false) => {
-    const percent = size === 0 ? 100 : (done / size) * 100;
-    if (percent - last >= 1 || end) {
-      line(percent);
-      last = percent;
-    }
-    if (end) out('\n');
-  };
 }

@@ -107,12 +107,20 @@ async function createFromCli(req: CreateRequest, print: (text: string) => void):
   await checkBacking(req, opts);
   if (!opts.has('size')) throw new QmpError('GenericError', 'Image creation needs a size parameter');
   print(`Formatting '${req.filename}', fmt=${req.format} ${printOpts(descs, opts)}\n`);
+  await createWithOpts(path, req.format, opts);
+}
+
+/**
+ * bdrv_create with parsed `-o` options (`size` included): the image of `format` at host `path`
+ * (create-image.ts creationPath). Shared with convert, which creates its target this way.
+ */
+export async function createWithOpts(path: string, format: string, opts: CreateOpts): Promise<void> {
   const value = (name: string) => opts.get(name)?.value;
-  if (req.format !== 'qcow2') {
+  if (format !== 'qcow2') {
     const mode = (value('preallocation') as string | undefined) ?? 'off';
     if (!['off', 'metadata', 'falloc', 'full'].includes(mode))
       throw new QmpError('GenericError', `invalid parameter value: ${mode}`);
-    await createImage(path, req.format, { size: value('size'), preallocation: mode });
+    await createImage(path, format, { size: value('size'), preallocation: mode });
     return;
   }
   await createQcow2(path, opts);
@@ -229,7 +237,7 @@ async function createQcow2(path: string, opts: CreateOpts): Promise<void> {
 }
 
 /** `-o help`: the format's options (and the protocol's, given a filename), as qemu-img lists them. */
-function printHelp(io: CliIo, format: string, filename: string | undefined): number {
+export function printHelp(io: CliIo, format: string, filename: string | undefined): number {
   const own = formatOpts(format);
   if (!own || !findDriver(format)) throw new CliExit(`Unknown file format '${format}'`);
   if (filename === undefined) {

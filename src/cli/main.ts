@@ -35,6 +35,19 @@ const COMMANDS: Readonly<Record<string, Command>> = {
     summary: 'list the internal snapshots of a disk image (qemu-img snapshot)',
     load: () => import('./snapshot.ts'),
   },
+  resize: { summary: 'change the size of a disk image (qemu-img resize)', load: () => import('./resize.ts') },
+  commit: {
+    summary: 'commit an image into its backing file (qemu-img commit)',
+    load: () => import('./commit.ts'),
+  },
+  rebase: {
+    summary: 'change the backing file of an image (qemu-img rebase)',
+    load: () => import('./rebase.ts'),
+  },
+  amend: {
+    summary: 'change the format-specific options of an image (qemu-img amend)',
+    load: () => import('./amend.ts'),
+  },
   io: { summary: 'run I/O commands on a disk image (qemu-io)', load: () => import('./io.ts') },
   boot: { summary: 'boot v86 from disks served by the graph', load: () => import('./boot.ts') },
   daemon: { summary: 'serve QMP over the graph (qemu-storage-daemon)', load: () => import('./daemon.ts') },

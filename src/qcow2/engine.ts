@@ -170,6 +170,8 @@ export class EngineError extends Error {
 
 export class Qcow2Engine {
   private ioView: BigUint64Array;
+  /** The L2 cache's configuration, to set it up afresh (dropL2Cache). */
+  private l2Geometry: [number, number] = [1, 512];
   private readonly answer: MapAnswer = { status: 0, bytes: 0, host: 0, csize: 0, slot: 0, guest: 0 };
   private readonly write: WriteAnswer = {
     status: 0,
@@ -231,7 +233,17 @@ export class Qcow2Engine {
    * Returns false when the cache's bookkeeping would be unreasonably large.
    */
   configureCache(slots: number, sliceBytes: number): boolean {
+    this.l2Geometry = [slots, sliceBytes];
     return this.exports.qcow2ConfigureCache(slots, sliceBytes) === 1;
+  }
+
+  /**
+   * Forgets every cached L2 slice (none may be dirty, loading or pinned): after the host rewrote
+   * L2 tables itself (snapshot operations).
+   */
+  dropL2Cache(): void {
+    const [slots, sliceBytes] = this.l2Geometry;
+    this.exports.qcow2ConfigureCache(slots, sliceBytes);
   }
 
   /**
@@ -424,6 +436,53 @@ export class Qcow2Engine {
   decref(cluster: number): WriteAnswer {
     this.io()[0] = BigInt(cluster);
     return this.answerLoad(this.exports.qcow2Decref());
+  }
+
+  /** Increments cluster `cluster`'s refcount: status, and the new refcount in `bytes` on OK. */
+  incref(cluster: number): WriteAnswer {
+    this.io()[0] = BigInt(cluster);
+    return this.answerLoad(this.exports.qcow2Incref());
+  }
+
+  /** Allocates `n` contiguous clusters: status, and their host offset in `host` on OK. */
+  allocClusters(n: number): WriteAnswer {
+    this.io()[0] = BigInt(n);
+    const a = this.answerLoad(this.exports.qcow2AllocClusters());
+    if (a.status === Status.OK) a.host = a.bytes;
+    return a;
+  }
+
+  /**
+   * Starts the copy of the shared L2 table of L1 entry `l1i`: status; on OK `host` is the new
+   * cluster and `regionStart` the old table (copy it, then linkL2). OVERLAP as prepareWrite.
+   */
+  unshareL2(l1i: number): WriteAnswer {
+    this.io()[0] = BigInt(l1i);
+    const a = this.answerLoad(this.exports.qcow2UnshareL2());
+    if (a.status === Status.OK) {
+      a.regionStart = a.host;
+      a.host = a.bytes;
+    } else if (a.status === Status.OVERLAP) {
+      a.regionStart = Number(this.io()[2]);
+    }
+    return a;
+  }
+
+  /**
+   * Clears the L1 entries from `entries` on and queues their L2 tables for freeing (a shrink,
+   * after the guest range they mapped was discarded and written back).
+   */
+  shrinkL1(entries: number): void {
+    this.io()[0] = BigInt(entries);
+    this.exports.qcow2ShrinkL1();
+  }
+
+  /** Points L1 entry `l1i` at the copied L2 table `table`; the shared one is queued for freeing. */
+  linkL2(l1i: number, table: number): void {
+    const io = this.io();
+    io[0] = BigInt(l1i);
+    io[1] = BigInt(table);
+    this.exports.qcow2LinkL2();
   }
 
   /** The refcount of `cluster`: status, and the refcount in `bytes` on OK. */

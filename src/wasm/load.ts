@@ -35,6 +35,11 @@ export interface BlockgraphExports {
   qcow2TakeRefcountTable(): void;
   qcow2TakeFrees(): number;
   qcow2Decref(): number;
+  qcow2Incref(): number;
+  qcow2AllocClusters(): number;
+  qcow2UnshareL2(): number;
+  qcow2ShrinkL1(): void;
+  qcow2LinkL2(): void;
   qcow2NextDirty(which: number, from: number): number;
   qcow2Cleaned(which: number, slot: number, gen: number): void;
   qcow2TableFailed(which: number, moved: number): void;

@@ -64,7 +64,7 @@ class VolatileCache {
   private len: number;
   /** Child bytes from here on read as zeros: a journalled shrink cut them off. */
   private hideFrom = Infinity;
-  private crashed = false;
+  crashed = false;
   private armed?: { seed: number; countdown: number };
   /** Write-type requests and flushes received since open. */
   requests = 0;
@@ -276,6 +276,11 @@ export function crashVolatileCache(node: BlockNode, seed: number): Promise<Crash
  */
 export function armVolatileCacheCrash(node: BlockNode, seed: number, afterRequests: number): void {
   cacheOf(node).arm(seed, afterRequests);
+}
+
+/** Whether `node` (an x-volatile-cache node) has crashed. */
+export function volatileCacheCrashed(node: BlockNode): boolean {
+  return cacheOf(node).crashed;
 }
 
 /** How many write-type requests and flushes `node` (an x-volatile-cache node) has received. */

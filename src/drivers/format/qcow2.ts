@@ -8,7 +8,13 @@
  * (qcow2/writer.ts); it first repairs an image left dirty (lazy refcounts) and clears the
  * autoclear bits blockgraph does not maintain, as qcow2_do_open does.
  */
-import type { BlockDriver, BlockDriverOps, ImageFacts, OpenContext } from '../../block/driver.ts';
+import type {
+  BlockDriver,
+  BlockDriverOps,
+  ImageFacts,
+  OpenContext,
+  SnapshotCreateOptions,
+} from '../../block/driver.ts';
 import { BlockIOError, genericError, ioError, QmpError, STRERROR, errnoOf } from '../../block/errors.ts';
 import type { BlockNode } from '../../block/node.ts';
 import type { BlockStatus, ZeroOptions } from '../../block/types.ts';
@@ -33,6 +39,7 @@ import { Qcow2Reader, type Extent } from './qcow2/reader.ts';
 import { Qcow2Writer } from './qcow2/writer.ts';
 import { WasmIo } from '../../wasm/io.ts';
 import { findSnapshot, readSnapshotTable, snapshotInfo, type Qcow2Snapshot } from './qcow2/snapshots.ts';
+import { snapshotCreate, snapshotDelete, snapshotGoto, type SnapshotImage } from './qcow2/snapshot-write.ts';
 
 const INCOMPAT_DIRTY = 1n;
 const INCOMPAT_CORRUPT = 2n;
@@ -151,11 +158,26 @@ async function openImage(ctx: OpenContext, file: BlockNode): Promise<BlockDriver
   const writer = ctx.readOnly
     ? undefined
     : await openWriter(ctx, engine, reader, image, { file, dataFile, backing, refcountSlots: cacheGeometry });
-  return new Qcow2Node(reader, writer, image, length, clusterSize, cleanInterval(engine, opts), {
+  const node = new Qcow2Node(reader, writer, image, length, clusterSize, cleanInterval(engine, opts), {
     detectZeroes: (opts['detect-zeroes'] as string | undefined) ?? 'off',
     unmap: opts.discard === 'unmap' || opts.discard === 'on',
     zeroScan: new WasmIo(engine.wasmExports()),
   });
+  if (writer) {
+    node.snapshotImage = {
+      file,
+      engine,
+      writer,
+      clusterSize,
+      extendedL2: (header.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n,
+      hasDataFile: dataFile !== undefined,
+      size,
+      tableOffset: header.snapshotsOffset,
+      count: header.nbSnapshots,
+      snapshots: image.snapshots,
+    };
+  }
+  return node;
 }
 
 /**
@@ -409,6 +431,9 @@ interface WritePolicy {
 
 /** The per-node operations over an open image. */
 class Qcow2Node implements BlockDriverOps {
+  /** What snapshot operations work on (read-write nodes). */
+  snapshotImage: SnapshotImage | undefined;
+
   constructor(
     private readonly reader: Qcow2Reader,
     private readonly writer: Qcow2Writer | undefined,
@@ -450,15 +475,24 @@ class Qcow2Node implements BlockDriverOps {
     await this.writer?.flush();
   }
 
-  /** qcow2_co_truncate, growing only: the L1 table grows first, then the size in the header. */
+  /**
+   * qcow2_co_truncate: growing, the L1 table grows first, then the size in the header;
+   * shrinking, the clusters past the new end are freed first (the L1 table keeps its size and
+   * the file is not truncated; QEMU shortens the file, which check does not require).
+   */
   async truncate(bytes: number): Promise<void> {
     const w = this.writable();
     if (bytes % 512 !== 0) throw ioError('EINVAL', 'The new size must be a multiple of 512');
-    if (bytes < this.size) throw ioError('ENOTSUP', 'qcow2: shrinking images is not supported yet');
+    const h = this.image.header;
+    if (h.version < 3 && this.image.snapshots.length > 0) {
+      throw genericError("Can't resize a v2 image which has snapshots");
+    }
     const l2Bytes = this.clusterSize * (this.clusterSize / (this.extendedL2() ? 16 : 8));
-    await w.growL1(Math.ceil(bytes / l2Bytes));
+    if (bytes < this.size) await w.shrink(bytes, this.size, l2Bytes);
+    else await w.growL1(Math.ceil(bytes / l2Bytes));
     await w.setSize(bytes);
     this.size = bytes;
+    if (this.snapshotImage) this.snapshotImage.size = bytes;
   }
 
   /**
@@ -488,6 +522,46 @@ class Qcow2Node implements BlockDriverOps {
     }
     const below = await backing.blockStatus(offset, n);
     return { ...below, bytes: Math.min(below.bytes, n), depth: below.depth + 1 };
+  }
+
+  async snapshotCreate(name: string, opts: SnapshotCreateOptions = {}): Promise<void> {
+    const now = Date.now();
+    await this.snapshotOp((img) =>
+      snapshotCreate(img, {
+        name,
+        id: opts.id,
+        dateSec: opts.dateSec ?? Math.floor(now / 1000),
+        dateNsec: opts.dateNsec ?? (now % 1000) * 1e6,
+        vmStateSize: opts.vmStateSize,
+        vmClockNsec: opts.vmClockNsec,
+        icount: opts.icount === undefined ? undefined : BigInt(opts.icount),
+      }),
+    );
+  }
+
+  async snapshotGoto(idOrName: string): Promise<void> {
+    await this.snapshotOp((img) => snapshotGoto(img, idOrName));
+  }
+
+  async snapshotDelete(id?: string, name?: string): Promise<void> {
+    await this.snapshotOp((img) => snapshotDelete(img, id, name));
+  }
+
+  /** Runs a snapshot operation, then re-reads the snapshot table it may have rewritten. */
+  private async snapshotOp(op: (img: SnapshotImage) => Promise<void>): Promise<void> {
+    const img = this.snapshotImage;
+    if (!img) throw ioError('EPERM', 'qcow2: the node is read-only');
+    try {
+      await op(img);
+    } finally {
+      img.snapshots = await readSnapshotTable(
+        (offset, len) => readFile(img.file, offset, len),
+        img.tableOffset,
+        img.count,
+        img.size,
+      );
+      this.image.snapshots = img.snapshots;
+    }
   }
 
   async close(): Promise<void> {

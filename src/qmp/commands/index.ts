@@ -3,6 +3,7 @@ import { blockdevAdd, blockdevDel } from './block.ts';
 import { blockdevCreate } from './create.ts';
 import { qmpCapabilities, queryCommands, quit } from './control.ts';
 import { xDebugQueryBlockGraph } from './debug.ts';
+import { blockResize } from './resize.ts';
 import { queryBlock, queryBlockstats, queryNamedBlockNodes } from './query.ts';
 import { cont, queryStatus, stop } from './runstate.ts';
 import type { QmpCommand } from './types.ts';
@@ -15,6 +16,7 @@ export const COMMANDS: ReadonlyMap<string, QmpCommand> = new Map(
     blockdevAdd,
     blockdevDel,
     blockdevCreate,
+    blockResize,
     queryNamedBlockNodes,
     queryBlock,
     queryBlockstats,

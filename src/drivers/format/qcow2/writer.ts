@@ -71,6 +71,8 @@ export class Qcow2Writer {
   /** Allocations in flight by engine id: settle at commit or abort. */
   private readonly allocs = new Map<number, Promise<void>>();
   private pendingFrees: PendingFree[] = [];
+  /** L2 tables being copied by unshareL2, by L1 index. */
+  private readonly unsharing = new Map<number, Promise<void>>();
   /** The metadata write-back in progress (one at a time). */
   private writeback: Promise<void> | undefined;
   private incompat: bigint;
@@ -144,6 +146,21 @@ export class Qcow2Writer {
     await this.flush();
   }
 
+  /**
+   * The metadata half of a shrink from `oldSize` to `size` (qcow2_co_truncate): whole clusters
+   * past the new end are discarded, L2 tables wholly past it freed (their L1 entries cleared),
+   * and the L2 cache forgotten, as freed tables may be reused.
+   */
+  async shrink(size: number, oldSize: number, l2Bytes: number): Promise<void> {
+    const start = Math.ceil(size / this.o.clusterSize) * this.o.clusterSize;
+    if (start < oldSize) await this.zeroRange(start, oldSize, ZeroMode.DISCARD, true);
+    await this.flush();
+    this.engine.shrinkL1(Math.ceil(size / l2Bytes));
+    this.takeFrees(true);
+    await this.flush();
+    this.engine.dropL2Cache();
+  }
+
   /** Rewrites the virtual size in the header (after growL1 made room). */
   async setSize(bytes: number): Promise<void> {
     const b = new Uint8Array(8);
@@ -193,10 +210,8 @@ export class Qcow2Writer {
         case Status.OVERLAP:
           throw await this.overlap(a.bytes, a.host, a.regionStart);
         case Status.SHARED_L2:
-          throw ioError(
-            'ENOTSUP',
-            'qcow2: writing to L2 tables shared with internal snapshots is not supported yet',
-          );
+          await this.unshareL2(a.bytes);
+          break;
         case Status.OK:
         case Status.IN_PLACE:
         case Status.ALLOC:
@@ -271,6 +286,56 @@ export class Qcow2Writer {
 
   private takeFrees(pass: boolean): void {
     for (const [first, count] of this.engine.takeFrees()) this.pendingFrees.push({ first, count, pass });
+  }
+
+  /**
+   * Copy-on-write of the shared L2 table of L1 entry `l1i` (l2_allocate for an entry without
+   * COPIED): the table is copied verbatim into a new cluster and the L1 entry pointed at it; the
+   * shared table's decrement waits for the new L1 entry to be durable. Requests meeting the same
+   * shared table meanwhile wait for this copy.
+   */
+  private unshareL2(l1i: number): Promise<void> {
+    let copying = this.unsharing.get(l1i);
+    if (!copying) {
+      copying = this.copyL2(l1i).finally(() => this.unsharing.delete(l1i));
+      this.unsharing.set(l1i, copying);
+    }
+    return copying;
+  }
+
+  private async copyL2(l1i: number): Promise<void> {
+    const a = await this.step(() => this.engine.unshareL2(l1i));
+    try {
+      const table = new Uint8Array(this.o.clusterSize);
+      await this.o.file.read(a.regionStart, table);
+      await this.o.file.write(a.host, table);
+    } catch (err) {
+      this.pendingFrees.push({ first: a.host / this.o.clusterSize, count: 1, pass: false });
+      throw err;
+    }
+    this.engine.linkL2(l1i, a.host);
+    this.takeFrees(false);
+  }
+
+  /**
+   * Adds `addend` (+1 or -1) to the refcount of `cluster` at once, in the refcount cache
+   * (update_refcount, for snapshot bookkeeping: the caller orders the metadata). Returns the
+   * new refcount; EIO when it would leave 0..max.
+   */
+  async changeRefcount(cluster: number, addend: 1 | -1): Promise<number> {
+    const a = await this.step(() => (addend > 0 ? this.engine.incref(cluster) : this.engine.decref(cluster)));
+    if (a.status !== Status.OK) throw ioError('EIO', `qcow2: refcount of cluster ${cluster} out of range`);
+    return a.bytes;
+  }
+
+  /** The refcount of `cluster` as the cache has it. */
+  async refcount(cluster: number): Promise<number> {
+    return (await this.step(() => this.engine.refcountOf(cluster))).bytes;
+  }
+
+  /** Allocates `n` contiguous clusters for metadata the caller writes; their host offset. */
+  async allocClusters(n: number): Promise<number> {
+    return (await this.step(() => this.engine.allocClusters(n))).host;
   }
 
   /** One write-back at a time; a caller arriving during one waits for it and starts another. */

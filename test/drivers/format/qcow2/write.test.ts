@@ -195,7 +195,7 @@ describe('qcow2 writes pass qemu-img check and compare', () => {
     expectClean(path, shadow, 'conc.raw');
   });
 
-  it('grows on truncate (L1 table grows), and refuses to shrink', async () => {
+  it('grows on truncate (L1 table grows), and shrinks again', async () => {
     const path = s.create('resize.qcow2', MiB, 'cluster_size=512');
     const o = await openRw(path);
     const d = pattern(4096, 9);
@@ -203,11 +203,11 @@ describe('qcow2 writes pass qemu-img check and compare', () => {
     await o.node.truncate(64 * MiB);
     expect(o.node.length()).toBe(64 * MiB);
     await o.node.write(60 * MiB, d);
-    await expect(o.node.truncate(MiB)).rejects.toThrow(/shrink/);
+    // Shrinking drops the data past the new end (shrink.test.ts covers the details).
+    await o.node.truncate(32 * MiB);
     await o.close();
-    const shadow = new Uint8Array(64 * MiB);
+    const shadow = new Uint8Array(32 * MiB);
     shadow.set(d, MiB - 4096);
-    shadow.set(d, 60 * MiB);
     expectClean(path, shadow, 'resize.raw');
   });
 
