@@ -42,6 +42,8 @@ export class Cache {
   /** Slots never used yet start at `fresh`; below it a free slot must be searched for. */
   fresh: i32 = 0;
   clock: u64 = 0;
+  /** Slots stamped at or after this are in use by the current operation (beginOp). */
+  private guardFrom: u64 = U64.MAX_VALUE;
   /** clock at the previous cleanUnused (QEMU's cache_clean_lru_counter). */
   cleanClock: u64 = 0;
 
@@ -252,7 +254,21 @@ export class Cache {
     return n >= k;
   }
 
+  /**
+   * Until endOp, slots used from now on are not evicted: an operation needing several slices at
+   * once (an allocation spanning two refcount blocks) gets BUSY instead of evicting one it needs
+   * again, which with a single evictable slot would load the two in turn forever.
+   */
+  beginOp(): void {
+    this.guardFrom = this.clock + 1;
+  }
+
+  endOp(): void {
+    this.guardFrom = U64.MAX_VALUE;
+  }
+
   private evictable(slot: i32): bool {
+    if (load<u64>(this.stamps + ((<usize>slot) << 3)) >= this.guardFrom) return false;
     return !this.isDirty(slot) && load<i32>(this.pins + ((<usize>slot) << 2)) == 0;
   }
 

@@ -175,6 +175,13 @@ function findFree(n: u64): i32 {
  * host did what it says; nothing was allocated) or a corruption status.
  */
 export function allocate(n: u64): i32 {
+  rc.beginOp();
+  const st = allocateRun(n);
+  rc.endOp();
+  return st;
+}
+
+function allocateRun(n: u64): i32 {
   let last: u64 = 0;
   for (;;) {
     const st = findFree(n);

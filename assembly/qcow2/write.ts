@@ -117,14 +117,8 @@ export function prepareWrite(): i32 {
     if (slot < 0) return cacheStatus();
     slice = l2.slotAddress(slot);
   } else {
-    if (!l2.canCreate(1)) return Status.BUSY;
-    if (spareL2 == 0) {
-      const st = allocate(1);
-      if (st != Status.OK) return st;
-      spareL2 = allocated << cb;
-      const ov = overlaps(spareL2, cs, 0);
-      if (ov != 0) return overlapStatus(spareL2, cs, ov);
-    }
+    const st = reserveL2();
+    if (st != Status.OK) return st;
   }
   const first = <u32>inSlice;
   const kind = classify(slice, first, mask(cluster, offset, end));
@@ -259,7 +253,8 @@ const FALLBACK: i32 = 13;
  * aligned to subclusters (zeroes with extended L2) or clusters, as zero_in_l2_slice and
  * discard_in_l2_slice do; ZERO_HAS_BACKING when the image has a backing file. Works up to the
  * end of one L2 slice: OK with IO[0] = bytes done, FALLBACK (IO[0] bytes: write real zeros
- * there), WAIT_ALLOC, NEED_LOAD / WAIT / BUSY, SHARED_L2. Freed clusters are queued.
+ * there), ALLOC (a new L2 table, see createL2: ask again after its commit), WAIT_ALLOC,
+ * NEED_LOAD / WAIT / BUSY, SHARED_L2. Freed clusters are queued.
  */
 export function zeroClusters(mode: i32): i32 {
   if (!Image.open || !refcountReady()) return Status.NOT_OPEN;
@@ -283,9 +278,11 @@ export function zeroClusters(mode: i32): i32 {
   const l1e = l1i < l1Count() ? be64(l1Table() + <usize>(l1i << 3)) : 0;
   const l2Off = l1e & OFFSET_MASK;
   if (l2Off == 0) {
-    // Nothing allocated: reads give zeros already unless a backing file shows through.
+    // Nothing allocated: reads give zeros already unless a backing file shows through; then
+    // the L2 table is created for the zero entries, as get_cluster_table does.
+    if (backing) return createL2(l1i, (l2i - inSlice) << shift);
     setIo(0, done);
-    return op == DISCARD || !backing ? Status.OK : FALLBACK;
+    return Status.OK;
   }
   if ((l1e & OFLAG_COPIED) == 0) return sharedL2(l1i, l2Off);
   const slot = l2.get(l2Off + ((l2i - inSlice) << shift));
@@ -329,6 +326,49 @@ export function zeroClusters(mode: i32): i32 {
   l2.markDirty(slot);
   setIo(0, done);
   return Status.OK;
+}
+
+/**
+ * Has a cluster ready in spareL2 for a new L2 table (and a cache slot free for it): OK, BUSY,
+ * or as allocate(), or OVERLAP.
+ */
+function reserveL2(): i32 {
+  if (!l2.canCreate(1)) return Status.BUSY;
+  if (spareL2 != 0) return Status.OK;
+  const st = allocate(1);
+  if (st != Status.OK) return st;
+  spareL2 = allocated << Image.clusterBits;
+  const ov = overlaps(spareL2, Image.clusterSize, 0);
+  if (ov != 0) return overlapStatus(spareL2, Image.clusterSize, ov);
+  return Status.OK;
+}
+
+/**
+ * An empty L2 table for L1 entry `l1i` as an allocation without data clusters, its slice at
+ * `sliceOffset` cached: ALLOC with IO[0] = the allocation, IO[1] = the table (the host zeroes
+ * it, then commits, which links it in the L1 table). Or as reserveL2, or WAIT_ALLOC.
+ */
+function createL2(l1i: u64, sliceOffset: u64): i32 {
+  const id = freeRecord();
+  if (id < 0) return waitFor(0);
+  const st = reserveL2();
+  if (st != Status.OK) return st;
+  const table = spareL2;
+  spareL2 = 0;
+  const slot = l2.create(table + sliceOffset, false);
+  l2.pin(slot);
+  unchecked((used[id] = true));
+  unchecked((guest[id] = 0));
+  unchecked((count[id] = 0));
+  unchecked((host[id] = 0));
+  unchecked((kinds[id] = KEEP));
+  unchecked((slots[id] = slot));
+  unchecked((firsts[id] = 0));
+  unchecked((newL2[id] = table));
+  unchecked((l1Index[id] = l1i));
+  setIo(0, id);
+  setIo(1, table);
+  return Status.ALLOC;
 }
 
 /** The L2 table `table` of L1 entry `l1i` is shared: IO[0] = l1i, IO[1] = table. */

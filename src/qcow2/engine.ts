@@ -370,7 +370,8 @@ export class Qcow2Engine {
 
   /**
    * One step of zeroing or discarding [offset, offset + bytes) (`mode`: ZeroMode). Answers as
-   * prepareWrite for loads and waits; OK and FALLBACK cover `bytes` of the answer.
+   * prepareWrite for loads and waits; OK and FALLBACK cover `bytes` of the answer; ALLOC: a new
+   * L2 table at `host` to zero before committing allocation `id`, then ask again.
    */
   zeroClusters(offset: number, bytes: number, mode: number): WriteAnswer {
     let io = this.io();

@@ -143,6 +143,8 @@ export class Qcow2Writer {
   /** Makes the L1 table `entries` long (a resize), writing it and the header at once. */
   async growL1(entries: number): Promise<void> {
     await this.step(() => this.engine.growL1(entries));
+    // The old table's decrement, applied once the new one is durable.
+    this.takeFrees(false);
     await this.flush();
   }
 
@@ -269,10 +271,32 @@ export class Qcow2Writer {
   private async zeroRange(start: number, end: number, mode: number, pass: boolean): Promise<void> {
     for (let pos = start; pos < end;) {
       const a = await this.step(() => this.engine.zeroClusters(pos, end - pos, mode));
+      if (a.status === Status.ALLOC) {
+        await this.createL2(a.id, a.host);
+        continue;
+      }
       this.takeFrees(pass);
       if (a.status === Status.FALLBACK) await this.writeZeroBuffer(pos, a.bytes);
       pos += a.bytes;
     }
+  }
+
+  /** Zeroes the new L2 table `table` of allocation `id` on disk, then links it (or aborts). */
+  private createL2(id: number, table: number): Promise<void> {
+    const done = (async () => {
+      try {
+        await this.o.file.write(table, new Uint8Array(this.o.clusterSize));
+        this.engine.commit(id);
+      } catch (err) {
+        this.engine.abort(id);
+        throw err;
+      } finally {
+        this.allocs.delete(id);
+        this.takeFrees(false);
+      }
+    })();
+    this.allocs.set(id, done);
+    return done;
   }
 
   private async writeZeroBuffer(offset: number, bytes: number): Promise<void> {

@@ -254,6 +254,68 @@ describe('qcow2 writes pass qemu-img check and compare', () => {
     expectClean(path, new Uint8Array(4 * MiB), 'dz.raw');
   });
 
+  it('an allocation spanning two refcount blocks does not evict one for the other forever', async () => {
+    // Minimized workload (512-byte clusters, 64-bit refcounts: 64 refcounts per block, a 4-block
+    // refcount cache): the last write's clusters straddle two blocks while only one cache slot
+    // was clean, and loading each evicted the other.
+    const path = s.create('thrash.qcow2', MiB, 'cluster_size=512,refcount_bits=64');
+    const shadow = new Uint8Array(MiB);
+    const o = await openRw(path, { discard: 'unmap' });
+    const ops: Array<[string, number?, number?, number?]> = [
+      ['w', 406016, 10240],
+      ['z', 804864, 463, 0],
+      ['w', 998400, 8853],
+      ['w', 924672, 12800],
+      ['z', 774144, 492, 0],
+      ['w', 439296, 6144],
+      ['w', 794624, 78],
+      ['z', 816904, 1, 0],
+      ['w', 291881, 15872],
+      ['w', 685568, 2851],
+      ['w', 817644, 12562],
+      ['w', 552670, 14848],
+      ['w', 3584, 14243],
+      ['w', 42602, 14336],
+      ['w', 605184, 532],
+      ['w', 72704, 11776],
+      ['w', 955392, 2168],
+      ['d', 13312, 579],
+      ['w', 759118, 3744],
+      ['w', 657595, 8411],
+      ['w', 251904, 4608],
+      ['w', 716800, 8192],
+      ['w', 172032, 6876],
+      ['z', 995258, 12288, 1],
+      ['w', 35328, 4947],
+      ['w', 313856, 15299],
+      ['w', 379306, 11423],
+      ['w', 840192, 10752],
+      ['w', 806229, 3072],
+      ['d', 800768, 15872],
+      ['d', 823808, 6144],
+      ['f'],
+      ['w', 500434, 2048],
+      ['w', 1035776, 5762],
+      ['w', 13202, 7472],
+      ['w', 946141, 14848],
+    ];
+    for (const [i, [kind, at = 0, len = 0, unmap]] of ops.entries()) {
+      if (kind === 'w') {
+        const d = pattern(len, i);
+        await o.node.write(at, d);
+        shadow.set(d, at);
+      } else if (kind === 'z') {
+        await o.node.writeZeroes(at, len, { unmap: unmap === 1 });
+        shadow.fill(0, at, at + len);
+      } else if (kind === 'd') {
+        await o.node.discard(at, len);
+        shadow.fill(0, Math.ceil(at / 512) * 512, Math.floor((at + len) / 512) * 512);
+      } else await o.node.flush();
+    }
+    await o.close();
+    expectClean(path, shadow, 'thrash.raw');
+  });
+
   it('clears unknown autoclear bits on a read-write open', async () => {
     const path = s.create('ac.qcow2', MiB);
     const fd = Buffer.alloc(8);
