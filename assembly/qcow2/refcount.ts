@@ -305,19 +305,7 @@ export function takeFrees(): i32 {
  * answers REFCOUNT_UNDERFLOW (a leak-free image never gets there).
  */
 export function decref(): i32 {
-  const cluster = getIo(0);
-  const s = blockSlot(cluster >> blockBits);
-  if (s == STOP) return stopStatus;
-  if (s == MISSING) return Status.REFCOUNT_UNDERFLOW;
-  const block = rc.slotAddress(s);
-  const i = cluster & (((<u64>1) << blockBits) - 1);
-  const v = getRef(block, i);
-  if (v == 0) return Status.REFCOUNT_UNDERFLOW;
-  setRef(block, i, v - 1);
-  rc.markDirty(s);
-  if (v == 1 && cluster < freeIndex) freeIndex = cluster;
-  setIo(0, v - 1);
-  return Status.OK;
+  return addRef(false);
 }
 
 /**
@@ -327,6 +315,11 @@ export function decref(): i32 {
  * REFCOUNT_UNDERFLOW; at the width's maximum REFCOUNT_OVERFLOW. Nothing changes on errors.
  */
 export function incref(): i32 {
+  return addRef(true);
+}
+
+/** incref (`up`) or decref of the cluster in IO[0]; only clusters in use can change. */
+function addRef(up: bool): i32 {
   const cluster = getIo(0);
   const s = blockSlot(cluster >> blockBits);
   if (s == STOP) return stopStatus;
@@ -335,10 +328,12 @@ export function incref(): i32 {
   const i = cluster & (((<u64>1) << blockBits) - 1);
   const v = getRef(block, i);
   if (v == 0) return Status.REFCOUNT_UNDERFLOW;
-  if (v == maxRefcount()) return Status.REFCOUNT_OVERFLOW;
-  setRef(block, i, v + 1);
+  if (up && v == maxRefcount()) return Status.REFCOUNT_OVERFLOW;
+  const next = up ? v + 1 : v - 1;
+  setRef(block, i, next);
   rc.markDirty(s);
-  setIo(0, v + 1);
+  if (next == 0 && cluster < freeIndex) freeIndex = cluster;
+  setIo(0, next);
   return Status.OK;
 }
 

@@ -29,18 +29,8 @@ import {
   type Walk,
 } from './check-walk.ts';
 
-export interface CheckResult {
-  corruptions: number;
-  leaks: number;
-  checkErrors: number;
-  corruptionsFixed: number;
-  leaksFixed: number;
-  imageEndOffset: number;
-  totalClusters: number;
-  allocatedClusters: number;
-  fragmentedClusters: number;
-  compressedClusters: number;
-}
+/** What checkImage found and fixed (QEMU's BdrvCheckResult, BlockFragInfo flattened). */
+export type CheckResult = CheckCounts;
 
 export interface CheckOptions {
   repair?: 'leaks' | 'all';
