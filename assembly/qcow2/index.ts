@@ -3,6 +3,7 @@ import { IO } from './io';
 import { cacheOf, l2, untag, zalloc } from './cache';
 import * as refcount from './refcount';
 import * as write from './write';
+import { overlaps } from './overlap';
 export { parseHeader as qcow2ParseHeader, headerField as qcow2HeaderField } from './header';
 export { useL1 as qcow2UseL1, map as qcow2Map } from './map';
 export {
@@ -14,8 +15,8 @@ export {
   takeL1 as qcow2TakeL1,
   unshareL2 as qcow2UnshareL2,
   shrinkL1 as qcow2ShrinkL1,
-  setOverlapChecks as qcow2SetOverlapChecks,
 } from './write';
+export { setOverlapChecks as qcow2SetOverlapChecks } from './overlap';
 export {
   useRefcountTable as qcow2UseRefcountTable,
   refcountOf as qcow2RefcountOf,
@@ -85,5 +86,5 @@ export function qcow2LinkL2(): void {
 
 /** qcow2_check_metadata_overlap for [IO[0], IO[0] + IO[1]) minus `ignore`: an OL_* bit or 0. */
 export function qcow2Overlaps(ignore: i32): i32 {
-  return write.overlaps(load<u64>(IO), load<u64>(IO + 8), ignore);
+  return overlaps(load<u64>(IO), load<u64>(IO + 8), ignore);
 }

@@ -20,15 +20,8 @@ import { be64, getIo, setIo, Status } from './io';
 import { Image, OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED, OFLAG_ZERO } from './image';
 import { cacheStatus, l2, zalloc } from './cache';
 import { l1Count, l1Table, setL1 } from './map';
-import {
-  allocate,
-  allocated,
-  isRefcountBlock,
-  queueFree,
-  refcountReady,
-  rtClusters,
-  rtOffset,
-} from './refcount';
+import { overlapStatus, overlaps } from './overlap';
+import { allocate, allocated, queueFree, refcountReady } from './refcount';
 
 const MAX_ALLOCS = 64;
 const MAX_RUN: u64 = 32;
@@ -43,13 +36,6 @@ const KEEP = 1;
 const NEW_SUB = 2;
 /** New cluster replacing the whole old one (unallocated, compressed or shared). */
 const NEW_FULL = 3;
-
-// QEMU's QCow2MetadataOverlap bits.
-export const OL_MAIN_HEADER: i32 = 1;
-export const OL_ACTIVE_L1: i32 = 2;
-export const OL_ACTIVE_L2: i32 = 4;
-export const OL_REFCOUNT_TABLE: i32 = 8;
-export const OL_REFCOUNT_BLOCK: i32 = 16;
 
 /** In-flight allocations (QCowL2Meta), by id. */
 const used = new StaticArray<bool>(MAX_ALLOCS);
@@ -70,13 +56,6 @@ let spareL2: u64 = 0;
 let l1DirtyLo: u64 = U64.MAX_VALUE;
 let l1DirtyHi: u64 = 0;
 let l1Moved: bool = false;
-/** Overlap checks to make (OL_* bits), from the overlap-check option. */
-let overlapChecks: i32 = 0x1f;
-
-export function setOverlapChecks(mask: i32): void {
-  overlapChecks = mask;
-}
-
 /**
  * Plans the write of guest bytes [IO[0], IO[0] + IO[1]). Answers one of
  *   IN_PLACE: IO[0] bytes from IO[0] on go to host offset IO[1];
@@ -467,42 +446,6 @@ export function l1Failed(wasMoved: bool): void {
   l1DirtyLo = 0;
   l1DirtyHi = l1Count();
   if (wasMoved) l1Moved = true;
-}
-
-/**
- * The first QCOW2_OL_* structure among `overlapChecks` & ~ignore that [offset, offset + size)
- * overlaps (qcow2_check_metadata_overlap), or 0. Inactive tables are not known to the engine.
- */
-export function overlaps(offset: u64, size: u64, ignore: i32): i32 {
-  const checks = overlapChecks & ~ignore;
-  const end = offset + size;
-  const cs = Image.clusterSize;
-  if ((checks & OL_MAIN_HEADER) != 0 && offset < cs) return OL_MAIN_HEADER;
-  if ((checks & OL_ACTIVE_L1) != 0 && l1Count() != 0) {
-    if (hit(offset, end, Image.l1Offset, l1Count() * 8)) return OL_ACTIVE_L1;
-  }
-  if ((checks & OL_REFCOUNT_TABLE) != 0 && hit(offset, end, rtOffset, rtClusters * cs)) {
-    return OL_REFCOUNT_TABLE;
-  }
-  if ((checks & OL_ACTIVE_L2) != 0) {
-    for (let i: u64 = 0; i < l1Count(); i++) {
-      const t = be64(l1Table() + <usize>(i << 3)) & OFFSET_MASK;
-      if (t != 0 && hit(offset, end, t, cs)) return OL_ACTIVE_L2;
-    }
-  }
-  if ((checks & OL_REFCOUNT_BLOCK) != 0 && isRefcountBlock(offset, end)) return OL_REFCOUNT_BLOCK;
-  return 0;
-}
-
-function hit(start: u64, end: u64, at: u64, bytes: u64): bool {
-  return bytes != 0 && start < at + bytes && at < end;
-}
-
-function overlapStatus(offset: u64, size: u64, kind: i32): i32 {
-  setIo(0, offset);
-  setIo(1, size);
-  setIo(2, kind);
-  return Status.OVERLAP;
 }
 
 /** How the cluster at `index` of `slice` (0: no L2 table yet) is written, touching subclusters `m`. */

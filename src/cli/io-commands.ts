@@ -151,6 +151,28 @@ function printUsage(io: CliIo, cmd: IoCommand): boolean {
   return FAILED;
 }
 
+/**
+ * Times `op` over [offset, offset + count): prints qemu-io's "<name> failed: why", or unless -q
+ * its report line for `verb`. Returns whether it succeeded.
+ */
+async function timedReport(
+  io: CliIo,
+  name: string,
+  verb: string,
+  flags: Map<string, string>,
+  offset: number,
+  count: number,
+  op: () => Promise<unknown>,
+): Promise<boolean> {
+  const result = await timed(op);
+  if ('error' in result) {
+    io.out(`${name} failed: ${result.error}\n`);
+    return FAILED;
+  }
+  if (!flags.has('q')) printReport(io, verb, result.seconds, offset, count, flags.has('C'));
+  return OK;
+}
+
 /** Times `op`; returns seconds, or the errno text when it failed. */
 async function timed(op: () => Promise<unknown>): Promise<{ seconds: number } | { error: string }> {
   const start = process.hrtime.bigint();
@@ -253,17 +275,11 @@ const write: IoCommand = {
     const { flags, offset, count } = args;
     const pattern = flags.has('P') ? parsePattern(ctx.io, flags.get('P')!) : 0xcd;
     if (pattern === undefined) return FAILED;
-    const result = await timed(() =>
+    return timedReport(ctx.io, 'write', 'wrote', flags, offset, count, () =>
       flags.has('z')
         ? ctx.blk.writeZeroes(offset, count, { unmap: flags.has('u') })
         : ctx.blk.write(offset, new Uint8Array(count).fill(pattern), { fua: flags.has('f') }),
     );
-    if ('error' in result) {
-      ctx.io.out(`write failed: ${result.error}\n`);
-      return FAILED;
-    }
-    if (!flags.has('q')) printReport(ctx.io, 'wrote', result.seconds, offset, count, flags.has('C'));
-    return OK;
   },
 };
 
@@ -279,13 +295,9 @@ const discard: IoCommand = {
     const args = rangeArgs(ctx, this, argv, 'Cq');
     if (!args) return FAILED;
     const { flags, offset, count } = args;
-    const result = await timed(() => ctx.blk.discard(offset, count));
-    if ('error' in result) {
-      ctx.io.out(`discard failed: ${result.error}\n`);
-      return FAILED;
-    }
-    if (!flags.has('q')) printReport(ctx.io, 'discard', result.seconds, offset, count, flags.has('C'));
-    return OK;
+    return timedReport(ctx.io, 'discard', 'discard', flags, offset, count, () =>
+      ctx.blk.discard(offset, count),
+    );
   },
 };
 

@@ -16,8 +16,8 @@ import { openImage, orCouldNotOpen } from './image-opts.ts';
 import { backingOf, layerStatus, skipFilters } from './layer-status.ts';
 import { CliExit, PROGRAM, runReporting, type CliIo } from './program.ts';
 
-/** One extent of the map (QAPI MapEntry), with the host file for the human table. */
-interface MapEntry {
+/** An extent as `qemu-img map --output=json` prints it (QAPI MapEntry, without the filename). */
+export interface MapExtent {
   start: number;
   length: number;
   depth: number;
@@ -25,6 +25,10 @@ interface MapEntry {
   zero: boolean;
   data: boolean;
   offset?: number;
+}
+
+/** One extent of the map, with the host file for the human table. */
+interface MapEntry extends MapExtent {
   filename?: string;
 }
 

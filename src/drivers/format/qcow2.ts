@@ -30,7 +30,7 @@ import {
 } from '../../qcow2/engine.ts';
 import { siblingFileOptions } from './qcow2/backing.ts';
 import { parseBitmapDirectory, type BitmapInfo } from './qcow2/bitmaps.ts';
-import { cacheSizes } from './qcow2/cache-options.ts';
+import { cacheSizes, cleanInterval } from './qcow2/cache-options.ts';
 import { openError } from './qcow2/errors.ts';
 import { parseExtensions, unsupportedFeatureText, type HeaderExtensions } from './qcow2/extensions.ts';
 import { QCOW2_OPTIONS } from './qcow2/options.ts';
@@ -47,7 +47,6 @@ const INCOMPAT_DATA_FILE = 4n;
 const INCOMPAT_EXTL2 = 16n;
 const COMPAT_LAZY_REFCOUNTS = 1n;
 const AUTOCLEAR_DATA_FILE_RAW = 2n;
-const DEFAULT_CACHE_CLEAN_INTERVAL = 600;
 const UINT_MAX = 0xffffffff;
 
 // QEMU's qcow2_probe: the magic and a version of at least 2 score 100.
@@ -316,19 +315,6 @@ function configureCache(
     throw genericError('Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level');
   }
   return sizes.refcountEntries;
-}
-
-/** A timer dropping unused cache entries every cache-clean-interval seconds (0: none). */
-function cleanInterval(
-  engine: Qcow2Engine,
-  opts: Readonly<Record<string, unknown>>,
-): (() => void) | undefined {
-  const seconds = (opts['cache-clean-interval'] as number | undefined) ?? DEFAULT_CACHE_CLEAN_INTERVAL;
-  if (seconds === 0) return undefined;
-  const timer = setInterval(() => engine.cleanUnused(), seconds * 1000);
-  // Node: an idle cache timer must not keep the process alive.
-  (timer as { unref?: () => void }).unref?.();
-  return () => clearInterval(timer);
 }
 
 /** The `encrypt` options against the header's method (qcow2_update_options_prepare). */

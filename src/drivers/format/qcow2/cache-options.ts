@@ -4,6 +4,7 @@
  * read_cache_sizes and qcow2_update_options_prepare do (block/qcow2.c), with their texts.
  */
 import { genericError } from '../../../block/errors.ts';
+import type { Qcow2Engine } from '../../../qcow2/engine.ts';
 
 /** DEFAULT_L2_CACHE_MAX_SIZE (Linux), MIN_L2_CACHE_SIZE and MIN_REFCOUNT_CACHE_SIZE (entries). */
 const DEFAULT_L2_CACHE_MAX_SIZE = 32 << 20;
@@ -84,4 +85,20 @@ export function cacheSizes(
   const refcountEntries = Math.max(MIN_REFCOUNT_CACHE_SIZE, Math.floor(refcount / clusterSize));
   if (refcountEntries > INT_MAX) throw genericError('Refcount cache size too big');
   return { l2Entries, l2EntryBytes: entryBytes, refcountEntries };
+}
+
+/** QEMU's default cache-clean-interval, in seconds. */
+const DEFAULT_CACHE_CLEAN_INTERVAL = 600;
+
+/** A timer dropping unused cache entries every cache-clean-interval seconds (0: none). */
+export function cleanInterval(
+  engine: Qcow2Engine,
+  opts: Readonly<Record<string, unknown>>,
+): (() => void) | undefined {
+  const seconds = (opts['cache-clean-interval'] as number | undefined) ?? DEFAULT_CACHE_CLEAN_INTERVAL;
+  if (seconds === 0) return undefined;
+  const timer = setInterval(() => engine.cleanUnused(), seconds * 1000);
+  // Node: an idle cache timer must not keep the process alive.
+  (timer as { unref?: () => void }).unref?.();
+  return () => clearInterval(timer);
 }

@@ -12,6 +12,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { MapExtent } from '../../../../src/cli/map.ts';
 import { Prng } from './mutate.ts';
 
 const KiB = 1024;
@@ -19,15 +20,7 @@ const MiB = 1024 * KiB;
 const TiB = MiB * MiB;
 
 /** One entry of `qemu-img map --output=json` (QEMU 7.2 qemu-img.c, dump_map_entry). */
-export interface MapEntry {
-  start: number;
-  length: number;
-  depth: number;
-  present: boolean;
-  zero: boolean;
-  data: boolean;
-  offset?: number;
-}
+export type MapEntry = MapExtent;
 
 export interface CorpusImage {
   readonly name: string;
