@@ -9,7 +9,7 @@
  * cached L2 slice). Until commit the L2 entries are unchanged, so reads see the old data; the
  * guest clusters (and the L1 entry of a new L2 table) stay locked, so a second writer waits
  * (WAIT_ALLOC) instead of allocating them again. With extended L2 entries only the touched
- * subclusters are marked, and the region to copy is only the partly touched ones.
+ * subclusters are marked, and the region to copy is only the partly touched unallocated ones.
  *
  * zeroClusters() sets zero flags / zero subclusters or unlinks clusters (write-zeroes, discard);
  * growL1() replaces the L1 table by a larger one. The dirty L2 slices, refcount blocks, L1 and
@@ -147,9 +147,19 @@ export function prepareWrite(): i32 {
   const sub = Image.extendedL2 && kind != NEW_FULL;
   const lastCluster = cluster + n - 1;
   const clusterEnd = (lastCluster + 1) << cb;
-  const rs = sub ? (offset >> scBits) << scBits : cluster << cb;
   const lastByte = (end < clusterEnd ? end : clusterEnd) - 1;
-  const re = sub ? ((lastByte >> scBits) + 1) << scBits : clusterEnd;
+  let rs = sub ? (offset >> scBits) << scBits : cluster << cb;
+  let re = sub ? ((lastByte >> scBits) + 1) << scBits : clusterEnd;
+  if (sub && kind == KEEP) {
+    // Only unallocated or zero subclusters are copied (calculate_l2_meta with keep_old): an
+    // allocated one is written in place, and copying its rest from the guest view could put back
+    // stale bytes over a concurrent in-place write to them.
+    const alloc = <u32>bitmapAt(slice, first);
+    const firstSub = <u32>((offset >> scBits) & 31);
+    const lastSub = <u32>((lastByte >> scBits) & 31);
+    if ((alloc & ((<u32>1) << firstSub)) != 0) rs = offset;
+    if ((alloc & ((<u32>1) << lastSub)) != 0) re = lastByte + 1;
+  }
   unchecked((used[id] = true));
   unchecked((guest[id] = cluster));
   unchecked((count[id] = n));

@@ -195,6 +195,41 @@ describe('qcow2 writes pass qemu-img check and compare', () => {
     expectClean(path, shadow, 'conc.raw');
   });
 
+  it('with extended L2 a subcluster allocation copies no head from an allocated subcluster written in place meanwhile', async () => {
+    // Subcluster 0 (1 KiB) of cluster 0 is allocated, subcluster 1 is not. B rewrites [0, 512)
+    // in place; A writes [512, 1536), which allocates subcluster 1 in the owned cluster. A must
+    // not copy [0, 512) from the guest view: B's data lands between that read and A's write.
+    const path = s.create('race.qcow2', MiB, 'cluster_size=32k,extended_l2=on');
+    const o = await openRw(path);
+    await o.node.write(0, pattern(1024, 1));
+    const file = o.node.child('file')!;
+    const write = file.write.bind(file);
+    const held: Array<() => void> = [];
+    file.write = (offset, src, flags) =>
+      new Promise<void>((done) => held.push(done)).then(() => write(offset, src, flags));
+    const b = pattern(512, 2);
+    const a = pattern(1024, 3);
+    const wb = o.node.write(0, b);
+    while (held.length < 1) await new Promise((r) => setTimeout(r, 1));
+    const wa = o.node.write(512, a);
+    const settle = Date.now() + 200;
+    while (held.length < 2 && Date.now() < settle) await new Promise((r) => setTimeout(r, 1));
+    held[0]!(); // B's data reaches the file first ...
+    await wb;
+    held[1]?.(); // ... then A's, if A writes anything at all
+    await wa;
+    file.write = write;
+    const shadow = new Uint8Array(MiB);
+    shadow.set(pattern(1024, 1));
+    shadow.set(b, 0);
+    shadow.set(a, 512);
+    const r = new Uint8Array(2048);
+    await o.node.read(0, r);
+    expect(Buffer.compare(r, shadow.subarray(0, 2048))).toBe(0);
+    await o.close();
+    expectClean(path, shadow, 'race.raw');
+  });
+
   it('grows on truncate (L1 table grows), and shrinks again', async () => {
     const path = s.create('resize.qcow2', MiB, 'cluster_size=512');
     const o = await openRw(path);
