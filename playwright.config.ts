@@ -1,7 +1,10 @@
 import { defineConfig } from '@playwright/test';
 
-/** Fixed, so the dev server and the tests agree; strictPort makes a clash fail loudly. */
-const PORT = 5183;
+/**
+ * Fixed (PW_PORT overrides it, so parallel runs on one machine do not clash), so the dev server
+ * and the tests agree; strictPort makes a clash fail loudly.
+ */
+const PORT = Number(process.env.PW_PORT ?? 5183);
 const BASE_URL = `http://127.0.0.1:${PORT}`;
 
 export default defineConfig({

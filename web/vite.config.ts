@@ -11,5 +11,5 @@ export default defineConfig({
   // The worker imports ES modules; the default 'iife' format cannot code-split them.
   worker: { format: 'es' },
   // Pre-bundled up front, so no late dependency discovery reloads the page under a test.
-  optimizeDeps: { include: ['comlink', 'fflate', 'fzstd'] },
+  optimizeDeps: { include: ['comlink', 'fflate', 'fzstd', 'idb-keyval'] },
 });

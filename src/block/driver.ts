@@ -155,6 +155,20 @@ export interface ImageCreator {
   create(file: BlockNode, options: Readonly<Record<string, unknown>>, ctx: CreateContext): Promise<void>;
 }
 
+/**
+ * Storage creation for a protocol (file-posix's raw_co_create and its kin): blockdev-create
+ * with this driver makes the empty storage, then opens it and sizes it as a raw image.
+ */
+export interface ProtocolCreator {
+  /** The members of BlockdevCreateOptions<Driver> besides `driver`, `size` and `preallocation`. */
+  readonly options: OptionsSchema;
+  /**
+   * Creates (or empties) the storage `options` name and returns the blockdev-add options that
+   * open it. Throws a GenericError with QEMU's "Could not create ..." text on failure.
+   */
+  create(options: Readonly<Record<string, unknown>>): Promise<Record<string, unknown>>;
+}
+
 export interface BlockDriver {
   readonly name: string;
   readonly kind: DriverKind;
@@ -166,7 +180,9 @@ export interface BlockDriver {
   parseFilename?(filename: string): Record<string, unknown>;
   /** Permissions on a child; default per kind (see graph/permissions.ts). */
   childPerms?(req: ChildPermRequest): { perm: number; shared: number };
-  /** Present on drivers that can create images. */
+  /** Present on format drivers that can create images. */
   readonly creator?: ImageCreator;
+  /** Present on protocol drivers whose storage blockdev-create can make. */
+  readonly protocolCreator?: ProtocolCreator;
   open(ctx: OpenContext): Promise<BlockDriverOps>;
 }

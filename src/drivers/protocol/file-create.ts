@@ -3,6 +3,7 @@
  * is created, or emptied if it exists; sizing it is the format's job (raw's or qcow2's creator).
  * `node:fs/promises` is imported when called, so this module loads in a browser too.
  */
+import type { ProtocolCreator } from '../../block/driver.ts';
 import { errnoOf, genericError, STRERROR } from '../../block/errors.ts';
 
 /** Creates or empties `path`. Throws QEMU's "Could not create 'PATH': <strerror>". */
@@ -20,3 +21,13 @@ export async function deleteHostFile(path: string): Promise<void> {
   const { rm } = await import('node:fs/promises');
   await rm(path, { force: true }).catch(() => {});
 }
+
+/** BlockdevCreateOptionsFile (nocow and extent-size-hint are not supported). */
+export const fileCreator: ProtocolCreator = {
+  options: { filename: { type: 'str', required: true, help: 'host file to create' } },
+  async create(options) {
+    const filename = options.filename as string;
+    await createHostFile(filename);
+    return { driver: 'file', filename };
+  },
+};

@@ -13,6 +13,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import type { BlockDriver, BlockDriverOps } from '../../block/driver.ts';
+import { fileCreator } from './file-create.ts';
 import { BlockIOError, errnoOf, genericError, ioError, STRERROR, type Errno } from '../../block/errors.ts';
 
 const OPTIONS = {
@@ -47,6 +48,7 @@ export const fileDriver = {
   options: OPTIONS,
   capabilities: { writable: true, persistent: true, growable: true, discard: false, writeZeroes: false },
   protocols: ['file'],
+  protocolCreator: fileCreator,
 
   /** `file:PATH` → PATH, everything after the prefix taken literally (raw_parse_filename). */
   parseFilename(filename: string): Record<string, unknown> {

@@ -4,27 +4,20 @@
  * dismissed within the command: the JOB_STATUS_CHANGE events are QEMU's (created, running, then
  * waiting, pending, concluded — or aborting, concluded — and null, as if auto-dismissed), and a
  * failure is the command's error instead of the concluded job's `error` in query-jobs.
- * Drivers: `file` (creates the host file: filename, size, preallocation) and every format driver
+ * Drivers: every protocol with a ProtocolCreator (`file`: filename, size, preallocation) and every format driver
  * with a creator whose `file` (and `data-file`) are node-names or inline BlockdevOptions; `raw`
  * is refused as in QEMU, which has no raw blockdev-create.
  */
-import type { CreateContext, ImageCreator } from '../../block/driver.ts';
+import type { CreateContext, ImageCreator, ProtocolCreator } from '../../block/driver.ts';
 import { genericError } from '../../block/errors.ts';
 import type { BlockNode } from '../../block/node.ts';
 import type { OptionsSchema } from '../../config/schema.ts';
 import { validateOptions } from '../../config/validate.ts';
 import { rawCreator } from '../../drivers/format/raw-create.ts';
 import { findDriver } from '../../drivers/index.ts';
-import { createHostFile } from '../../drivers/protocol/file-create.ts';
 import type { BlockGraph } from '../../graph/graph.ts';
 import type { QmpCommand } from './types.ts';
 import { NOTHING } from './types.ts';
-
-/** BlockdevCreateOptionsFile (nocow and extent-size-hint are not supported). */
-const FILE_CREATE_OPTIONS: OptionsSchema = {
-  filename: { type: 'str', required: true, help: 'host file to create' },
-  ...rawCreator.options,
-};
 
 export const blockdevCreate: QmpCommand = {
   name: 'blockdev-create',
@@ -66,9 +59,10 @@ async function prepare(graph: BlockGraph, options: Record<string, unknown>): Pro
   const driver = typeof name === 'string' ? findDriver(name) : undefined;
   if (!driver) throw genericError(`Parameter 'driver' does not accept value '${String(name)}'`);
   const { driver: _, ...members } = options;
-  if (driver.name === 'file') {
-    const valid = validate(FILE_CREATE_OPTIONS, members, 'file');
-    return () => createFile(valid);
+  const storage = driver.protocolCreator;
+  if (storage) {
+    const valid = validate({ ...storage.options, ...rawCreator.options }, members, driver.name);
+    return () => createProtocol(storage, valid);
   }
   const creator = driver.creator;
   if (!creator || driver.name === 'raw') {
@@ -85,13 +79,12 @@ function validate(schema: OptionsSchema, members: Record<string, unknown>, drive
   return validateOptions(schema, members, { source: 'qmp', path: 'options.', driverName });
 }
 
-/** raw_co_create: the host file, emptied, then sized as a raw image. */
-async function createFile(options: Record<string, unknown>): Promise<void> {
-  const filename = options.filename as string;
-  await createHostFile(filename);
+/** raw_co_create and its kin: the storage, emptied, then sized as a raw image. */
+async function createProtocol(creator: ProtocolCreator, options: Record<string, unknown>): Promise<void> {
+  // A graph of its own: the storage is not a node of the user's graph (QEMU opens none either).
   const { BlockGraph } = await import('../../graph/graph.ts');
   const graph = new BlockGraph();
-  const node = await graph.open({ driver: 'file', filename });
+  const node = await graph.open(await creator.create(options));
   try {
     await rawCreator.create(node, options, { children: new Map() });
   } finally {
