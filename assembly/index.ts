@@ -1,6 +1,7 @@
 /** The blockgraph WebAssembly module: everything exported here is build/blockgraph.wasm's API. */
 export { isZero, fillPattern, verifyPattern, copy } from './io/bytes';
 export { scratch } from './io/scratch';
+export { deflateBuffer, deflateRaw, deflateOutput } from './deflate/index';
 export {
   qcow2ParseHeader,
   qcow2HeaderField,
@@ -32,4 +33,7 @@ export {
   qcow2TableFailed,
   qcow2Overlaps,
   qcow2SetOverlapChecks,
+  qcow2PrepareCompressed,
+  qcow2CommitCompressed,
+  qcow2AbortCompressed,
 } from './qcow2/index';

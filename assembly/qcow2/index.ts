@@ -18,6 +18,11 @@ export {
 } from './write';
 export { setOverlapChecks as qcow2SetOverlapChecks } from './overlap';
 export {
+  prepareCompressed as qcow2PrepareCompressed,
+  commitCompressed as qcow2CommitCompressed,
+  abortCompressed as qcow2AbortCompressed,
+} from './compressed';
+export {
   useRefcountTable as qcow2UseRefcountTable,
   refcountOf as qcow2RefcountOf,
   takeFrees as qcow2TakeFrees,

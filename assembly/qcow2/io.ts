@@ -81,6 +81,8 @@ export namespace Status {
   export const SHARED_L2 = 64;
   export const OVERLAP = 65;
   export const BEYOND_L1 = 66;
+  /** A compressed write to a cluster that holds data (compressed.ts). */
+  export const CLUSTER_IN_USE = 67;
 }
 
 /** Which table a TABLE_* error is about (IO[0]); the host names it as qcow2_validate_table does. */

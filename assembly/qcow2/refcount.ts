@@ -39,6 +39,9 @@ let frees: usize = 0;
 let freeCount: i32 = 0;
 let freeCap: i32 = 0;
 
+/** Counts refcounts reaching 0: compressed.ts stops packing into a cluster that may have been freed. */
+export let freeEpoch: u64 = 0;
+
 /** Results of the helpers below, which return a Status. */
 let value: u64 = 0;
 export let allocated: u64 = 0;
@@ -332,6 +335,7 @@ function addRef(up: bool): i32 {
   const next = up ? v + 1 : v - 1;
   setRef(block, i, next);
   rc.markDirty(s);
+  if (next == 0) freeEpoch++;
   if (next == 0 && cluster < freeIndex) freeIndex = cluster;
   setIo(0, next);
   return Status.OK;

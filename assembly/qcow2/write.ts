@@ -22,6 +22,7 @@ import { cacheStatus, l2, zalloc } from './cache';
 import { l1Count, l1Table, setL1 } from './map';
 import { overlapStatus, overlaps } from './overlap';
 import { allocate, allocated, queueFree, refcountReady } from './refcount';
+import { compressedConflict } from './compressed';
 
 const MAX_ALLOCS = 64;
 const MAX_RUN: u64 = 32;
@@ -533,15 +534,18 @@ function setL1Entry(index: u64, v: u64): void {
   if (index + 1 > l1DirtyHi) l1DirtyHi = index + 1;
 }
 
-/** An in-flight allocation overlapping guest clusters [c, c + n) or building L1 entry `l1i`. */
-function conflict(c: u64, n: u64, l1i: u64): i32 {
+/**
+ * An in-flight allocation overlapping guest clusters [c, c + n) or building L1 entry `l1i`,
+ * compressed ones (compressed.ts) included.
+ */
+export function conflict(c: u64, n: u64, l1i: u64): i32 {
   for (let id = 0; id < MAX_ALLOCS; id++) {
     if (!unchecked(used[id])) continue;
     const g = unchecked(guest[id]);
     if (g < c + n && c < g + unchecked(count[id])) return id;
     if (unchecked(newL2[id]) != 0 && unchecked(l1Index[id]) == l1i) return id;
   }
-  return -1;
+  return compressedConflict(c, n, l1i);
 }
 
 function freeRecord(): i32 {

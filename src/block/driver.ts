@@ -47,6 +47,11 @@ export interface BlockDriverOps {
   length(): number;
   read(offset: number, dst: Uint8Array): Promise<void>;
   write?(offset: number, src: Uint8Array, flags: WriteFlags): Promise<void>;
+  /**
+   * A write with WriteFlags.compressed (QEMU's bdrv_co_pwritev_compressed_part). Absent: such
+   * writes fail with ENOTSUP, as block_driver_can_compress() decides in block/io.c.
+   */
+  writeCompressed?(offset: number, src: Uint8Array): Promise<void>;
   writeZeroes?(offset: number, bytes: number, opts: ZeroOptions): Promise<void>;
   discard?(offset: number, bytes: number): Promise<void>;
   flush?(): Promise<void>;
@@ -58,6 +63,11 @@ export interface BlockDriverOps {
    * default 1). BlockBackend pads unaligned requests and read-modify-writes (block/alignment.ts).
    */
   readonly requestAlignment?: number;
+  /**
+   * The driver opened the node read-only although read-write was asked, as auto-read-only
+   * allows (bdrv_apply_auto_read_only): the node is read-only from then on.
+   */
+  readonly readOnly?: boolean;
   /**
    * A blkdebug event (QAPI BlkdebugEvent name) was signalled on this node (bdrv_debug_event).
    * Only blkdebug listens; see BlockNode.debugEvent for who signals what.
@@ -83,6 +93,11 @@ export interface BlockDriverOps {
   snapshotGoto?(idOrName: string): Promise<void>;
   /** Deletes the snapshot matching both given selectors. */
   snapshotDelete?(id?: string, name?: string): Promise<void>;
+  /**
+   * bdrv_change_backing_file: records `name` (and `format`) as the backing file in the image's
+   * metadata; the backing child stays as it is. Failures are BlockIOErrors (EINVAL, EPERM).
+   */
+  changeBackingFile?(name: string, format: string): Promise<void>;
 }
 
 /** QEMUSnapshotInfo members a new snapshot may set; the date defaults to now. */

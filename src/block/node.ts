@@ -101,6 +101,12 @@ export class BlockNode implements NodeParent {
 
   async write(offset: number, src: Uint8Array, flags: WriteFlags = {}): Promise<void> {
     this.checkWrite(offset, src.length);
+    if (flags.compressed) {
+      // bdrv_driver_pwritev_compressed: only drivers that can compress take the flag.
+      const wc = this.ops.writeCompressed;
+      if (!wc) throw ioError('ENOTSUP', `Node '${this.nodeName}' does not support compressed writes`);
+      return this.writeEvents('pwritev', () => wc.call(this.ops, offset, src));
+    }
     const write = this.ops.write;
     if (!write) throw ioError('EPERM', `Node '${this.nodeName}' does not support writes`);
     await this.writeEvents('pwritev', () => write.call(this.ops, offset, src, flags));

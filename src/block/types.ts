@@ -24,6 +24,11 @@ export const PERM_NAMES: ReadonlyArray<readonly [number, string]> = [
 /** Flags on a write request. `fua` forces the data to stable storage before completion. */
 export interface WriteFlags {
   fua?: boolean;
+  /**
+   * Store the data compressed (BDRV_REQ_WRITE_COMPRESSED): whole clusters, or the last partial
+   * cluster of the image; only drivers with `writeCompressed` accept it, others fail ENOTSUP.
+   */
+  compressed?: boolean;
 }
 
 export interface ZeroOptions {

@@ -1,14 +1,18 @@
 /**
  * `blockgraph amend`: qemu-img amend (qemu-img.c img_amend, block/qcow2.c qcow2_amend_options).
  *   amend [--object objectdef] [--image-opts] [-p] [-q] [-f fmt] -o options filename
- * Implemented for qcow2: compat (0.10/v2 ↔ 1.1/v3), lazy_refcounts, size, and the options that
- * may be given with their current value (refcount_bits, backing_file, backing_fmt). The image is
- * opened read-write first — which repairs a dirty lazy-refcounts image, as QEMU's open does —
- * resized if asked, closed clean, and then its header is rewritten (qcow2/amend.ts).
+ * Implemented for qcow2: compat (0.10/v2 ↔ 1.1/v3, expanding zero clusters for v2),
+ * lazy_refcounts, refcount_bits, size, and the options that may be given with their current
+ * value (backing_file, backing_fmt). The image is opened read-write first — which repairs a
+ * dirty lazy-refcounts image, as QEMU's open does — and closed clean before its refcount
+ * structure and header are rewritten (qcow2/refcount-order.ts, qcow2/amend.ts).
  */
 import { genericError, QmpError } from '../block/errors.ts';
 import type { BlockNode } from '../block/node.ts';
-import { amendHeader, type HeaderAmendment } from '../drivers/format/qcow2/amend.ts';
+import { qcow2Image } from '../drivers/format/qcow2.ts';
+import { amendHeader, checkDowngrade, type HeaderAmendment } from '../drivers/format/qcow2/amend.ts';
+import { expandZeroClusters } from '../drivers/format/qcow2/expand-zero.ts';
+import { changeRefcountOrder } from '../drivers/format/qcow2/refcount-order.ts';
 import { BlockGraph } from '../graph/graph.ts';
 import { mergedOpts, parseCreateOpts, type CreateOpts } from './create-opts.ts';
 import { parseImageArgs } from './img-args.ts';
@@ -35,33 +39,70 @@ export async function run(args: string[], io: CliIo): Promise<number> {
   });
 }
 
+/** What the open image says is to be done, checked as qcow2_amend_options checks it. */
+interface Amendment {
+  readonly header: HeaderAmendment;
+  /** The new refcount order, when refcount_bits changes. */
+  readonly refcountOrder?: number;
+  readonly downgrade: boolean;
+}
+
+/**
+ * qcow2_amend_options' order: the image is opened (a dirty one repaired) to check the options
+ * and resize it; then, on the closed image, an upgrade and a new refcount width; a downgrade
+ * reopens it to expand its zero clusters; the header is rewritten last.
+ */
 async function amendImage(spec: ImageSpec, options: string): Promise<void> {
-  const graph = new BlockGraph();
-  const { blk } = await orCouldNotOpen(spec.filename, () => openBackend(graph, spec, ''));
-  const root = blk.root!;
-  const path = root.filename();
-  let change: HeaderAmendment;
-  let zeroClusters = false;
-  try {
+  let path = '';
+  const amendment = await withImage<Amendment>(spec, async (root) => {
+    path = root.filename();
     if (root.driver.name !== 'qcow2') {
       throw new CliExit(`Format driver '${root.driver.name}' does not support option amendment`);
     }
     const opts = amendOpts(options);
     const info = root.ops.info?.() ?? {};
-    const facts = root.ops.imageFacts?.();
     const current = info.compat === '0.10' ? 2 : 3;
-    change = headerChange(opts, current);
-    checkUnchanged(opts, change.version ?? current, info, facts);
+    const header = headerChange(opts, current);
+    const version = header.version ?? current;
+    checkUnchanged(opts, version, info, root.ops.imageFacts?.());
     const size = opts.get('size')?.value as number | undefined;
     if (size !== undefined && size !== root.length()) await root.truncate(size);
-    if ((change.version ?? current) < current) zeroClusters = await hasZeroClusters(root);
+    const bits = opts.get('refcount_bits')?.value as number | undefined;
+    const refcountOrder = bits !== undefined && bits !== info['refcount-bits'] ? Math.log2(bits) : undefined;
+    return { header, refcountOrder, downgrade: version < current };
+  });
+  if (amendment.refcountOrder !== undefined) {
+    await withFile(path, async (file) => {
+      if (amendment.header.version === 3) await amendHeader(file, { version: 3 });
+      await changeRefcountOrder(file, amendment.refcountOrder!);
+    });
+  }
+  if (amendment.downgrade) {
+    await withImage(spec, async (root) => {
+      // qcow2_downgrade refuses before it expands the zero clusters version 2 cannot express.
+      await checkDowngrade(root.child('file')!);
+      await expandZeroClusters(qcow2Image(root)!);
+    });
+  }
+  await withFile(path, (file) => amendHeader(file, amendment.header));
+}
+
+/** Runs `op` on the image's root node, open read-write, and closes it. */
+async function withImage<T>(spec: ImageSpec, op: (root: BlockNode) => Promise<T>): Promise<T> {
+  const { blk } = await orCouldNotOpen(spec.filename, () => openBackend(new BlockGraph(), spec, ''));
+  try {
+    return await op(blk.root!);
   } finally {
     await blk.close();
   }
+}
+
+/** Runs `op` on the image file itself (a protocol node). */
+async function withFile(path: string, op: (file: BlockNode) => Promise<void>): Promise<void> {
   const files = new BlockGraph();
   const file = await files.open({ driver: 'file', filename: path });
   try {
-    await amendHeader(file, change, zeroClusters);
+    await op(file);
   } finally {
     await files.release(file);
   }
@@ -101,7 +142,7 @@ function headerChange(opts: CreateOpts, current: 2 | 3): HeaderAmendment {
   return { version, lazyRefcounts: lazy };
 }
 
-/** The options qcow2_amend_options accepts only with the image's current value. */
+/** refcount_bits' version rule, and the options qcow2_amend_options takes only unchanged. */
 function checkUnchanged(
   opts: CreateOpts,
   version: number,
@@ -109,13 +150,10 @@ function checkUnchanged(
   facts: { backingFilename?: string; backingFormat?: string } | undefined,
 ): void {
   const bits = opts.get('refcount_bits')?.value as number | undefined;
-  if (bits !== undefined && bits !== info['refcount-bits']) {
-    if (version < 3 && bits !== 16) {
-      throw new CliExit(
-        'Refcount widths other than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)',
-      );
-    }
-    throw new CliExit(`Changing refcount_bits is not supported by ${PROGRAM} amend`);
+  if (bits !== undefined && bits !== info['refcount-bits'] && version < 3 && bits !== 16) {
+    throw new CliExit(
+      'Refcount widths other than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)',
+    );
   }
   const file = opts.get('backing_file')?.str;
   const format = opts.get('backing_fmt')?.str;
@@ -128,15 +166,4 @@ function checkUnchanged(
   for (const name of ['data_file', 'data_file_raw']) {
     if (opts.has(name)) throw genericError(`Amending ${name} is not supported by ${PROGRAM} amend`);
   }
-}
-
-/** Whether the image's own L2 tables hold zero clusters (which a downgrade must expand). */
-async function hasZeroClusters(node: BlockNode): Promise<boolean> {
-  const size = node.length();
-  for (let offset = 0; offset < size;) {
-    const s = await node.blockStatus(offset, size - offset);
-    if (s.depth === 0 && s.allocated && s.zero && !s.data) return true;
-    offset += s.bytes;
-  }
-  return false;
 }

@@ -8,6 +8,12 @@
  *   - data: read and written, except blocks of `minSparse` bytes (absolute alignment) that are
  *     all zeros, which are treated as zero ranges (-S; 0 disables the detection).
  * The copy goes in chunks of CHUNK bytes, never the whole image in memory.
+ *
+ * With -c (`compressClusters`) every step is one whole target cluster (or the image's last,
+ * partial one), as convert_iteration_sectors makes it: a range shorter than a cluster counts
+ * as data for the whole cluster, longer ones are cut to whole clusters; a data cluster that is
+ * all zeros is a zero range (unless -S 0), any other is written compressed, and at the end an
+ * empty compressed write lets the format align the file's end (blk_pwrite_compressed(0, 0)).
  */
 import type { BlockBackend } from '../block/backend.ts';
 import { errnoOf, STRERROR } from '../block/errors.ts';
@@ -26,6 +32,8 @@ export interface CopyPlan {
   readonly minSparse: number;
   /** -p: where the progress lines go. */
   readonly progress?: (text: string) => void;
+  /** -c: the target's cluster size; data goes as compressed writes of one cluster. */
+  readonly compressClusters?: number;
 }
 
 type Kind = 'backing' | 'zero' | 'data';
@@ -42,9 +50,21 @@ async function classify(
   });
   const bytes = Math.min(status.bytes, limit);
   // bdrv_block_status of the top layer only: below it is the target's backing file's business.
-  if (plan.targetHasBacking && status.depth > 0) return { kind: 'backing', bytes };
-  if (status.zero && !status.data) return { kind: 'zero', bytes };
-  return { kind: 'data', bytes };
+  if (plan.targetHasBacking && status.depth > 0) return clusterStep({ kind: 'backing', bytes }, limit, plan);
+  if (status.zero && !status.data) return clusterStep({ kind: 'zero', bytes }, limit, plan);
+  return clusterStep({ kind: 'data', bytes }, limit, plan);
+}
+
+/** -c: whole clusters per step (convert_iteration_sectors), one at a time for data. */
+function clusterStep(
+  step: { kind: Kind; bytes: number },
+  limit: number,
+  plan: CopyPlan,
+): { kind: Kind; bytes: number } {
+  const cs = plan.compressClusters;
+  if (!cs) return step;
+  if (step.bytes < cs) return { kind: 'data', bytes: Math.min(cs, limit) };
+  return { kind: step.kind, bytes: step.kind === 'data' ? cs : step.bytes - (step.bytes % cs) };
 }
 
 /**
@@ -76,8 +96,9 @@ export async function copyImage(source: BlockBackend, target: BlockBackend, plan
           });
         }
         await writing;
-        writing =
-          plan.minSparse > 0
+        writing = plan.compressClusters
+          ? writeCompressed(target, at, data, plan)
+          : plan.minSparse > 0
             ? writeSparse(target, at, data, plan)
             : writeOrExit(at, () => target.write(at, data));
         // Failures surface at the next await; until then the rejection is not unhandled.
@@ -89,7 +110,19 @@ export async function copyImage(source: BlockBackend, target: BlockBackend, plan
   } finally {
     await writing;
   }
+  // The root node, not the backend: an empty request does not pass the backend's alignment.
+  if (plan.compressClusters) await writeOrExit(0, () => target.root!.write(0, new Uint8Array(0), COMPRESSED));
   report(size, true);
+}
+
+const COMPRESSED = { compressed: true } as const;
+
+/** -c: one cluster, compressed, unless it is all zeros (a zero range then, but with -S 0). */
+async function writeCompressed(target: BlockBackend, at: number, data: Uint8Array, plan: CopyPlan) {
+  if (plan.minSparse === 0 || !blockIsZero(data, at, 0, data.length)) {
+    return writeOrExit(at, () => target.write(at, data, COMPRESSED));
+  }
+  if (!plan.zeroInit) await writeOrExit(at, () => target.writeZeroes(at, data.length, { unmap: true }));
 }
 
 /**

@@ -5,8 +5,8 @@
  * sparse as -S says. The target is not flushed: qemu-img convert's default target cache mode is
  * "unsafe" (-t), which ignores flushes.
  * `-l` converts an internal snapshot instead of the active image, as qemu-img does.
- * Not implemented: several sources, -c (no compressed cluster writes yet), -t/-T, -m/-W,
- * --target-image-opts.
+ * `-c` writes the data as compressed clusters (qcow2 targets; compression_type from -o).
+ * Not implemented: several sources, -t/-T, -m/-W, --target-image-opts.
  */
 import type { BlockBackend } from '../block/backend.ts';
 import { QmpError } from '../block/errors.ts';
@@ -167,6 +167,7 @@ export async function convertImage(
         targetHasBacking: backing !== undefined,
         minSparse: opts.minSparse ?? MIN_SPARSE,
         progress: opts.progress,
+        compressClusters: opts.compress ? targetClusterSize(target) : undefined,
       });
     } finally {
       await target.close();
@@ -202,14 +203,21 @@ function targetOpts(format: string, size: number, opts: ConvertOptions): CreateO
   return created;
 }
 
-/** img_convert's checks for -c; then the refusal: compressed cluster writes do not exist yet. */
+/** img_convert's checks for -c: a format that can compress, and no preallocation. */
 function checkCompression(format: string, createOpts: CreateOpts | undefined): void {
   if (format !== 'qcow2') throw new CliExit('Compression not supported for this file format');
   const prealloc = createOpts?.get('preallocation')?.str;
   if (prealloc !== undefined && prealloc !== 'off') {
     throw new CliExit('Compression and preallocation not supported at the same time');
   }
-  throw new CliExit(`-c: compressed writes are not supported by ${PROGRAM} yet`);
+}
+
+/** -c: the target's cluster size (bdrv_get_info), which each compressed write covers. */
+function targetClusterSize(target: BlockBackend): number {
+  const cs = target.root?.ops.imageFacts?.().clusterSize;
+  if (cs === undefined) throw new CliExit('could not get block driver info');
+  if (cs <= 0 || cs > MAX_SPARSE) throw new CliExit('invalid cluster size');
+  return cs;
 }
 
 /** The image behind an anonymous BlockBackend, or qemu-img's "Could not open" error. */

@@ -57,6 +57,8 @@ export const Status = {
   SHARED_L2: 64,
   OVERLAP: 65,
   BEYOND_L1: 66,
+  /** A compressed write to a cluster that holds data (assembly/qcow2/compressed.ts). */
+  CLUSTER_IN_USE: 67,
 } as const;
 
 /** QCow2MetadataOverlap bits the engine checks (assembly/qcow2/write.ts OL_*). */
@@ -351,7 +353,8 @@ export class Qcow2Engine {
       w.host = Number(io[1]);
       w.regionStart = Number(io[2]);
       w.regionEnd = Number(io[3]);
-      w.id = Number(io[4]);
+      // WAIT_ALLOC names the allocation in the way in IO[0]; ALLOC its own in IO[4].
+      w.id = Number(w.status === Status.WAIT_ALLOC ? io[0] : io[4]);
       w.newL2 = Number(io[5]);
       w.slot = Number(io[0]);
     }

@@ -14,6 +14,10 @@ export interface BlockgraphExports {
   copy(dst: number, src: number, len: number): void;
   /** May grow memory. */
   scratch(len: number): number;
+  /** Raw deflate with a 4 KiB window (assembly/deflate/); bound in src/wasm/deflate.ts. May grow memory. */
+  deflateBuffer(len: number, cap: number): number;
+  deflateRaw(len: number, cap: number): number;
+  deflateOutput(): number;
   // The qcow2 engine (assembly/qcow2/index.ts); typed and documented in src/qcow2/engine.ts.
   qcow2Io(): number;
   qcow2Alloc(len: number): number;
@@ -45,6 +49,9 @@ export interface BlockgraphExports {
   qcow2TableFailed(which: number, moved: number): void;
   qcow2Overlaps(ignore: number): number;
   qcow2SetOverlapChecks(mask: number): void;
+  qcow2PrepareCompressed(): number;
+  qcow2CommitCompressed(id: number): number;
+  qcow2AbortCompressed(id: number): void;
 }
 
 /** Where the module is: next to the sources in Node, an asset URL once vite has bundled this file. */

@@ -15,6 +15,18 @@ beforeAll(() => {
   runTool('qemu-img', ['create', '-q', '-f', 'raw', tmp.path('a.raw'), '1M']);
   makeSnapshots(tmp.dir);
   makeFeatureImages(tmp.dir);
+  // 'small' taken at 1 MiB, 'big' at 3 MiB, the image then shrunk to 2 MiB.
+  const sizes = tmp.path('sizes.qcow2');
+  const steps = [
+    ['qemu-img', 'create', '-q', '-f', 'qcow2', sizes, '1M'],
+    ['qemu-io', '-f', 'qcow2', '-c', 'write -P 1 0 1M', sizes],
+    ['qemu-img', 'snapshot', '-c', 'small', sizes],
+    ['qemu-img', 'resize', '-q', sizes, '3M'],
+    ['qemu-io', '-f', 'qcow2', '-c', 'write -P 2 512k 2M', sizes],
+    ['qemu-img', 'snapshot', '-c', 'big', sizes],
+    ['qemu-img', 'resize', '-q', '--shrink', sizes, '2M'],
+  ];
+  for (const [cmd, ...args] of steps) expect(runTool(cmd!, args).status).toBe(0);
 });
 afterAll(tmp.cleanup);
 
@@ -84,6 +96,20 @@ describe('blockgraph snapshot -c/-a/-d does what qemu-img snapshot does', () => 
       };
       expect(Buffer.compare(content(ours), content(theirs))).toBe(0);
     }
+  });
+
+  // qcow2_snapshot_goto resizes the image to the snapshot's disk size first, shrinking or growing.
+  it.each([['small'], ['big'], ['1']])('snapshot -a %s of an image resized since', async (sn) => {
+    const [theirs, ours] = twins('sizes.qcow2');
+    const q = normalized(runTool('qemu-img', ['snapshot', '-a', sn, theirs], tmp.dir));
+    const b = normalized(await runOurs(run, ['-a', sn, ours], tmp.dir));
+    expect(b).toEqual({ ...q, status: 0 });
+    const size = (img: string) =>
+      JSON.parse(runTool('qemu-img', ['info', '--output=json', img], tmp.dir).stdout)['virtual-size'];
+    expect(size(ours)).toBe(size(theirs));
+    expect(size(ours)).toBe(sn === 'big' ? 3 << 20 : 1 << 20);
+    expect(runTool('qemu-img', ['check', ours], tmp.dir).stdout).toContain('No errors were found');
+    expect(runTool('qemu-img', ['compare', theirs, ours], tmp.dir).stdout).toBe('Images are identical.\n');
   });
 
   it.each([

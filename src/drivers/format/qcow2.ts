@@ -37,9 +37,12 @@ import { QCOW2_OPTIONS } from './qcow2/options.ts';
 import { qcow2Creator } from './qcow2/create.ts';
 import { Qcow2Reader, type Extent } from './qcow2/reader.ts';
 import { Qcow2Writer } from './qcow2/writer.ts';
+import { CompressedWriter } from './qcow2/writer-compressed.ts';
 import { WasmIo } from '../../wasm/io.ts';
 import { findSnapshot, readSnapshotTable, snapshotInfo, type Qcow2Snapshot } from './qcow2/snapshots.ts';
 import { snapshotCreate, snapshotDelete, snapshotGoto, type SnapshotImage } from './qcow2/snapshot-write.ts';
+import { setBackingFile } from './qcow2/amend.ts';
+import { shrinkFile } from './qcow2/shrink-file.ts';
 
 const INCOMPAT_DIRTY = 1n;
 const INCOMPAT_CORRUPT = 2n;
@@ -66,7 +69,7 @@ export const qcow2Driver = {
   kind: 'format',
   options: QCOW2_OPTIONS,
   creator: qcow2Creator,
-  capabilities: { writable: true, persistent: true, growable: true, discard: true, writeZeroes: true },
+  capabilities: { writable: true, persistent: true, growable: false, discard: true, writeZeroes: true },
 
   async open(ctx): Promise<BlockDriverOps> {
     const file = ctx.children.get('file');
@@ -74,6 +77,14 @@ export const qcow2Driver = {
     return openImage(ctx, file);
   },
 } as const satisfies BlockDriver;
+
+/**
+ * The whole-image metadata state of a read-write qcow2 node, for the image tools that rewrite
+ * its tables (amend); undefined for other nodes and read-only ones.
+ */
+export function qcow2Image(node: BlockNode): SnapshotImage | undefined {
+  return node.ops instanceof Qcow2Node ? node.ops.snapshotImage : undefined;
+}
 
 /** Everything open learns from the image before it can serve requests. */
 interface OpenedImage {
@@ -170,11 +181,21 @@ async function openImage(ctx: OpenContext, file: BlockNode): Promise<BlockDriver
       clusterSize,
       extendedL2: (header.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n,
       hasDataFile: dataFile !== undefined,
+      hasBacking: backing !== undefined,
       size,
+      refcountSlots: cacheGeometry,
+      resize: (bytes) => node.truncate(bytes),
       tableOffset: header.snapshotsOffset,
       count: header.nbSnapshots,
       snapshots: image.snapshots,
     };
+    node.compressedWriter = new CompressedWriter(engine, writer, {
+      file,
+      clusterSize,
+      compression,
+      hasDataFile: dataFile !== undefined,
+      length: () => node.length(),
+    });
   }
   return node;
 }
@@ -353,8 +374,8 @@ async function openDataFile(
   if ((header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n) {
     if (!dataFile && ext.dataFile !== undefined) {
       // A data file is a protocol node holding guest clusters (BDRV_CHILD_DATA): no probing.
-      const options = siblingFileOptions(file.options, ext.dataFile);
-      if (!options || !ctx.openChild) throw genericError(`Cannot open data file '${ext.dataFile}'`);
+      const options = await siblingFileOptions(file, ext.dataFile);
+      if (!ctx.openChild) throw genericError(`Cannot open data file '${ext.dataFile}'`);
       dataFile = await ctx.openChild({ ...options, 'read-only': ctx.readOnly }, 'data-file', 'data-file');
     }
     if (!dataFile) throw genericError("'data-file' is required for this image");
@@ -394,13 +415,15 @@ async function openBacking(
   if (ctx.children.has('backing')) return ctx.children.get('backing') ?? undefined;
   const name = image.backingName;
   if (name === undefined || name === '') return undefined;
-  const fileOptions = siblingFileOptions(file.options, name);
-  if (!fileOptions || !ctx.openChild) {
+  if (!ctx.openChild) {
     throw genericError(`Could not open backing file: cannot resolve '${name}' next to '${file.filename()}'`);
   }
-  const options: Record<string, unknown> = { file: fileOptions, 'read-only': true };
-  if (image.ext.backingFormat) options.driver = image.ext.backingFormat;
   try {
+    const options: Record<string, unknown> = {
+      file: await siblingFileOptions(file, name),
+      'read-only': true,
+    };
+    if (image.ext.backingFormat) options.driver = image.ext.backingFormat;
     return await ctx.openChild(options, 'backing', 'backing');
   } catch (err) {
     throw genericError(`Could not open backing file: ${(err as Error).message}`);
@@ -419,6 +442,8 @@ interface WritePolicy {
 class Qcow2Node implements BlockDriverOps {
   /** What snapshot operations work on (read-write nodes). */
   snapshotImage: SnapshotImage | undefined;
+  /** Compressed writes (read-write nodes). */
+  compressedWriter: CompressedWriter | undefined;
 
   constructor(
     private readonly reader: Qcow2Reader,
@@ -448,6 +473,12 @@ class Qcow2Node implements BlockDriverOps {
     return w.write(offset, src);
   }
 
+  /** WriteFlags.compressed (qcow2_co_pwritev_compressed_part): see qcow2/writer-compressed.ts. */
+  async writeCompressed(offset: number, src: Uint8Array): Promise<void> {
+    this.writable();
+    return this.compressedWriter!.write(offset, src);
+  }
+
   async writeZeroes(offset: number, bytes: number, opts: ZeroOptions): Promise<void> {
     return this.writable().writeZeroes(offset, bytes, opts.unmap === true && this.policy.unmap);
   }
@@ -463,8 +494,8 @@ class Qcow2Node implements BlockDriverOps {
 
   /**
    * qcow2_co_truncate: growing, the L1 table grows first, then the size in the header;
-   * shrinking, the clusters past the new end are freed first (the L1 table keeps its size and
-   * the file is not truncated; QEMU shortens the file, which check does not require).
+   * shrinking, the clusters past the new end are freed first (the L1 table keeps its size) and
+   * the file is cut after its last used cluster.
    */
   async truncate(bytes: number): Promise<void> {
     const w = this.writable();
@@ -474,8 +505,10 @@ class Qcow2Node implements BlockDriverOps {
       throw genericError("Can't resize a v2 image which has snapshots");
     }
     const l2Bytes = this.clusterSize * (this.clusterSize / (this.extendedL2() ? 16 : 8));
-    if (bytes < this.size) await w.shrink(bytes, this.size, l2Bytes);
-    else await w.growL1(Math.ceil(bytes / l2Bytes));
+    if (bytes < this.size) {
+      await w.shrink(bytes, this.size, l2Bytes);
+      await shrinkFile(this.snapshotImage!);
+    } else await w.growL1(Math.ceil(bytes / l2Bytes));
     await w.setSize(bytes);
     this.size = bytes;
     if (this.snapshotImage) this.snapshotImage.size = bytes;
@@ -530,7 +563,23 @@ class Qcow2Node implements BlockDriverOps {
   }
 
   async snapshotDelete(id?: string, name?: string): Promise<void> {
+    // qcow2_snapshot_delete's first write (the snapshot table) is what a read-only node refuses.
+    if (!this.snapshotImage)
+      throw genericError(`Failed to remove snapshot from snapshot list: ${STRERROR.EPERM}`);
     await this.snapshotOp((img) => snapshotDelete(img, id, name));
+  }
+
+  /** qcow2_change_backing_file: the header is rewritten once all metadata is written back. */
+  async changeBackingFile(name: string, format: string): Promise<void> {
+    const img = this.snapshotImage;
+    if (!img) throw ioError('EPERM');
+    const raw = (this.image.header.autoclearFeatures & AUTOCLEAR_DATA_FILE_RAW) !== 0n;
+    // An image whose data file is raw cannot depend on a backing file; the name must fit PATH_MAX.
+    if (raw || new TextEncoder().encode(name).length > 1023) throw ioError('EINVAL');
+    await img.writer.flush();
+    await setBackingFile(img.file, name, format);
+    this.image.backingName = name;
+    this.image.ext.backingFormat = format;
   }
 
   /** Runs a snapshot operation, then re-reads the snapshot table it may have rewritten. */

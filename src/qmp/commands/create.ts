@@ -1,9 +1,6 @@
 /**
  * blockdev-create (qapi/block-core.json; block/create.c qmp_blockdev_create). QEMU 7.2 runs it as
- * a job named by the required `job-id`. Until blockgraph has jobs, the job is created, run and
- * dismissed within the command: the JOB_STATUS_CHANGE events are QEMU's (created, running, then
- * waiting, pending, concluded — or aborting, concluded — and null, as if auto-dismissed), and a
- * failure is the command's error instead of the concluded job's `error` in query-jobs.
+ * a job named by the required `job-id`; blockgraph runs it synchronously (sync-job.ts).
  * Drivers: every protocol with a ProtocolCreator (`file`: filename, size, preallocation) and every format driver
  * with a creator whose `file` (and `data-file`) are node-names or inline BlockdevOptions; `raw`
  * is refused as in QEMU, which has no raw blockdev-create.
@@ -16,6 +13,7 @@ import { validateOptions } from '../../config/validate.ts';
 import { rawCreator } from '../../drivers/format/raw-create.ts';
 import { findDriver } from '../../drivers/index.ts';
 import type { BlockGraph } from '../../graph/graph.ts';
+import { runSyncJob } from './sync-job.ts';
 import type { QmpCommand } from './types.ts';
 import { NOTHING } from './types.ts';
 
@@ -35,16 +33,7 @@ export const blockdevCreate: QmpCommand = {
     const extra = Object.keys(args).find((k) => k !== 'job-id' && k !== 'options');
     if (extra !== undefined) throw genericError(`Parameter '${extra}' is unexpected`);
     const run = await prepare(ctx.graph, options as Record<string, unknown>);
-    const status = (s: string) => ctx.graph.emit('JOB_STATUS_CHANGE', { status: s, id: jobId });
-    status('created');
-    status('running');
-    try {
-      await run();
-    } catch (err) {
-      for (const s of ['aborting', 'concluded', 'null']) status(s);
-      throw err;
-    }
-    for (const s of ['waiting', 'pending', 'concluded', 'null']) status(s);
+    await runSyncJob(ctx.graph, jobId, run);
     return NOTHING;
   },
 };

@@ -1,4 +1,6 @@
 /** The QMP command table: one line per command; query-commands lists exactly this table. */
+import { xBlockdevAmend } from './amend.ts';
+import { changeBackingFile } from './backing.ts';
 import { blockdevAdd, blockdevDel } from './block.ts';
 import { blockdevCreate } from './create.ts';
 import { qmpCapabilities, queryCommands, quit } from './control.ts';
@@ -6,6 +8,7 @@ import { xDebugQueryBlockGraph } from './debug.ts';
 import { blockResize } from './resize.ts';
 import { queryBlock, queryBlockstats, queryNamedBlockNodes } from './query.ts';
 import { cont, queryStatus, stop } from './runstate.ts';
+import { blockdevSnapshotDeleteInternalSync, blockdevSnapshotInternalSync } from './snapshot.ts';
 import type { QmpCommand } from './types.ts';
 
 export const COMMANDS: ReadonlyMap<string, QmpCommand> = new Map(
@@ -17,6 +20,10 @@ export const COMMANDS: ReadonlyMap<string, QmpCommand> = new Map(
     blockdevDel,
     blockdevCreate,
     blockResize,
+    blockdevSnapshotInternalSync,
+    blockdevSnapshotDeleteInternalSync,
+    changeBackingFile,
+    xBlockdevAmend,
     queryNamedBlockNodes,
     queryBlock,
     queryBlockstats,

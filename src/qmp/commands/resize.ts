@@ -1,21 +1,8 @@
 /** block_resize (qapi/block-core.json; blockdev.c qmp_block_resize). */
 import { genericError } from '../../block/errors.ts';
-import type { BlockNode } from '../../block/node.ts';
-import type { BlockGraph } from '../../graph/graph.ts';
+import { lookupNode } from './lookup.ts';
 import type { QmpCommand } from './types.ts';
 import { NOTHING } from './types.ts';
-
-/**
- * bdrv_lookup_bs: the medium of the drive `device` if there is one, else the node `nodeName`;
- * QEMU's error names both (an absent one as '').
- */
-function lookupNode(graph: BlockGraph, device?: string, nodeName?: string): BlockNode {
-  const root = device === undefined ? undefined : graph.backends.get(device)?.root;
-  if (root) return root;
-  const node = nodeName === undefined ? undefined : graph.nodes.get(nodeName);
-  if (node) return node;
-  throw genericError(`Cannot find device='${device ?? ''}' nor node-name='${nodeName ?? ''}'`);
-}
 
 export const blockResize: QmpCommand = {
   name: 'block_resize',

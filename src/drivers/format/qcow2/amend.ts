@@ -99,7 +99,8 @@ async function writeHeader(file: BlockNode, h: RawHeader): Promise<void> {
 
 /**
  * qcow2_change_backing_file: records `name` (undefined: none) and `format` as the image's
- * backing file, as `qemu-img rebase -u` does.
+ * backing file, as `qemu-img rebase -u` and QMP change-backing-file do. An empty name is
+ * written as QEMU writes it: a backing file offset with a length of 0.
  */
 export async function setBackingFile(
   file: BlockNode,
@@ -111,7 +112,7 @@ export async function setBackingFile(
   if (name !== undefined && format !== undefined) {
     h.extensions.push({ type: EXT_BACKING_FORMAT, data: new TextEncoder().encode(format) });
   }
-  h.backingName = name === '' ? undefined : name;
+  h.backingName = name;
   await writeHeader(file, h);
 }
 
@@ -123,15 +124,10 @@ export interface HeaderAmendment {
 
 /**
  * The header part of qcow2_amend_options for a clean image: lazy refcounts on or off, and the
- * compat level up (v2 → v3: the version 3 fields and the feature table) or down
- * (qcow2_downgrade's refusals and texts). `hasZeroClusters`: whether the L2 tables hold zero
- * clusters, which a downgrade would have to expand into data (not implemented: refused).
+ * compat level up (v2 → v3: the version 3 fields and the feature table) or down (qcow2_downgrade's
+ * refusals and texts; its zero clusters must have been expanded first: expand-zero.ts).
  */
-export async function amendHeader(
-  file: BlockNode,
-  change: HeaderAmendment,
-  hasZeroClusters: boolean,
-): Promise<void> {
+export async function amendHeader(file: BlockNode, change: HeaderAmendment): Promise<void> {
   const h = await readHeader(file);
   const f = view(h.fixed);
   const current = f.getUint32(4);
@@ -145,7 +141,7 @@ export async function amendHeader(
       'Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)',
     );
   }
-  if (version < current) downgrade(h, hasZeroClusters);
+  if (version < current) downgrade(h);
   else if (version > current) upgrade(h);
   if (version >= 3) {
     const u = view(h.fixed);
@@ -155,17 +151,24 @@ export async function amendHeader(
   await writeHeader(file, h);
 }
 
-/** qcow2_downgrade to version 2: its checks in its order, then the v3 fields dropped. */
-function downgrade(h: RawHeader, hasZeroClusters: boolean): void {
+/** qcow2_downgrade's refusals, in its order, for the image in `file` (before it changes anything). */
+export async function checkDowngrade(file: BlockNode): Promise<void> {
+  checkDowngradeOf(await readHeader(file));
+}
+
+function checkDowngradeOf(h: RawHeader): void {
   const f = view(h.fixed);
+  if (f.getUint32(4) < 3) return;
   if (f.getUint32(96) !== 4) throw genericError('compat=0.10 requires refcount_bits=16');
   const incompat = f.getBigUint64(72) & ~INCOMPAT_DIRTY;
   if (incompat !== 0n) {
     throw genericError(`Cannot downgrade an image with incompatible features 0x${incompat.toString(16)} set`);
   }
-  if (hasZeroClusters) {
-    throw genericError('Cannot downgrade an image with zero clusters: expanding them is not supported yet');
-  }
+}
+
+/** qcow2_downgrade to version 2: its checks, then the v3 fields dropped. */
+function downgrade(h: RawHeader): void {
+  checkDowngradeOf(h);
   const fixed = h.fixed.slice(0, V2_LENGTH);
   view(fixed).setUint32(4, 2);
   h.fixed = fixed;

@@ -3,6 +3,7 @@
  * bdrv_get_full_backing_filename does: relative to the image that names them, by the same
  * protocol. No Node imports: this runs in the browser too.
  */
+import type { BlockNode } from '../../../block/node.ts';
 
 /** True for `scheme://...` names (http, https, ...), resolved as URLs. */
 function isUrl(name: string): boolean {
@@ -21,15 +22,18 @@ export function resolveRelative(base: string, name: string): string {
 }
 
 /**
- * Protocol options for a file named by an image whose own protocol node was opened with
- * `fileOptions`: the same driver with the resolved filename (other options, such as a memory
- * store name, are not inherited). Undefined when that protocol has no filenames.
+ * Protocol options for a file named by an image whose protocol node is `file`. When that node
+ * was opened by path (`filename`: file, opfs), the same driver with the resolved path (other
+ * options, such as a memory store name, are not inherited). Otherwise the resolved name is parsed
+ * as QEMU parses a backing file name: a URL by its protocol, a plain name by the realm's default
+ * protocol (config/filename.ts) — in the worker, the Blob registered under that name.
  */
-export function siblingFileOptions(
-  fileOptions: Readonly<Record<string, unknown>>,
-  name: string,
-): Record<string, unknown> | undefined {
-  const base = fileOptions.filename;
-  if (typeof base !== 'string' || typeof fileOptions.driver !== 'string') return undefined;
-  return { driver: fileOptions.driver, filename: resolveRelative(base, name) };
+export async function siblingFileOptions(file: BlockNode, name: string): Promise<Record<string, unknown>> {
+  const { driver, filename } = file.options;
+  if (typeof filename === 'string' && typeof driver === 'string') {
+    return { driver, filename: resolveRelative(filename, name) };
+  }
+  // Imported when used: filename.ts needs the driver registry, which imports this module's driver.
+  const { protocolOptions } = await import('../../../config/filename.ts');
+  return protocolOptions(resolveRelative(file.filename(), name));
 }

@@ -158,10 +158,15 @@ async function writeOrFail(w: Walk, offset: number, data: Uint8Array, what: stri
 /**
  * rebuild_refcount_structure: writes refcount blocks for every counted cluster and a refcount
  * table for them, all placed in clusters free in the counted refcounts (which then count them
- * too), and points the header at the new table. The old structure is left leaked; the caller
- * recounts and frees it. Returns the new table.
+ * too), and points the header at the new table (and, given `refcountOrder`, at the width
+ * `w.layout` has). The old structure is left leaked; the caller recounts and frees it.
+ * Returns the new table.
  */
-export async function rebuildRefcountStructure(w: Walk, perBlock: number): Promise<RefcountTable> {
+export async function rebuildRefcountStructure(
+  w: Walk,
+  perBlock: number,
+  refcountOrder?: number,
+): Promise<RefcountTable> {
   const cs = w.layout.clusterSize;
   const reftable: number[] = [];
   let grown = await writeRefblocks(w, perBlock, 0, w.imrt.size, reftable);
@@ -178,9 +183,12 @@ export async function rebuildRefcountStructure(w: Walk, perBlock: number): Promi
   const v = new DataView(bytes.buffer);
   reftable.forEach((at, i) => v.setBigUint64(i * 8, BigInt(at)));
   await rebuildWrite(w, offset, bytes, 'ERROR writing reftable');
-  const header = new Uint8Array(12);
+  // With `refcountOrder` (amend changing refcount_bits, whose blocks `w.layout` describes) the
+  // header's width goes in the same write as the table: bytes 48..100 hold both.
+  const header = refcountOrder === undefined ? new Uint8Array(12) : await readBytes(w.file, 48, 52);
   new DataView(header.buffer).setBigUint64(0, BigInt(offset));
   new DataView(header.buffer).setUint32(8, clusters);
+  if (refcountOrder !== undefined) new DataView(header.buffer).setUint32(48, refcountOrder);
   await rebuildWrite(w, 48, header, 'ERROR setting reftable', true);
   await w.file.flush();
   return { offset, entries: reftable.map((at) => ({ offset: at, reserved: 0 })) };

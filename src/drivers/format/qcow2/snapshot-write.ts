@@ -12,10 +12,10 @@ import { Table, type Qcow2Engine } from '../../../qcow2/engine.ts';
 import type { Qcow2Snapshot } from './snapshots.ts';
 import type { Qcow2Writer } from './writer.ts';
 
-const OFLAG_COPIED = 1n << 63n;
-const OFLAG_COMPRESSED = 1n << 62n;
+export const OFLAG_COPIED = 1n << 63n;
+export const OFLAG_COMPRESSED = 1n << 62n;
 /** L1E_OFFSET_MASK and L2E_OFFSET_MASK. */
-const OFFSET_MASK = 0x00fffffffffffe00n;
+export const OFFSET_MASK = 0x00fffffffffffe00n;
 /** QCOW_MAX_SNAPSHOTS. */
 const MAX_SNAPSHOTS = 65536;
 const ENTRY_HEADER = 40;
@@ -30,8 +30,14 @@ export interface SnapshotImage {
   readonly clusterSize: number;
   readonly extendedL2: boolean;
   readonly hasDataFile: boolean;
+  /** The image has a backing node (unallocated clusters do not read as zeros). */
+  readonly hasBacking: boolean;
   /** The virtual disk size now. */
   size: number;
+  /** Slots of the engine's refcount block cache (to reload the refcount table with). */
+  readonly refcountSlots: number;
+  /** Resizes the image (qcow2_co_truncate), updating `size`. */
+  readonly resize: (bytes: number) => Promise<void>;
   /** Where the snapshot table is and how many entries it has (updated by the operations). */
   tableOffset: number;
   count: number;
@@ -69,14 +75,14 @@ export async function snapshotCreate(img: SnapshotImage, sn: NewSnapshot): Promi
 }
 
 /**
- * qcow2_snapshot_goto by id or name: the snapshot's L1 becomes the active one, its clusters
- * counted first, the old active tree's released after.
+ * qcow2_snapshot_goto by id or name: the image is first resized to the snapshot's disk size
+ * (as QEMU does through blk_truncate), then the snapshot's L1 becomes the active one, its
+ * clusters counted first, the old active tree's released after.
  */
 export async function snapshotGoto(img: SnapshotImage, idOrName: string): Promise<void> {
   const sn = img.snapshots.find((s) => s.id === idOrName) ?? img.snapshots.find((s) => s.name === idOrName);
   if (!sn) throw ioError('ENOENT');
-  // QEMU 7.2 resizes the image to the snapshot's size; blockgraph does not (yet).
-  if (sn.diskSize !== img.size) throw ioError('ENOTSUP');
+  if (sn.diskSize !== img.size) await img.resize(sn.diskSize);
   await quiesce(img, async (active) => {
     if (sn.l1Size > active.entries) {
       await img.writer.growL1(sn.l1Size);
@@ -120,7 +126,7 @@ export async function snapshotDelete(img: SnapshotImage, id?: string, name?: str
   });
 }
 
-interface ActiveL1 {
+export interface ActiveL1 {
   offset: number;
   entries: number;
 }
@@ -129,7 +135,7 @@ interface ActiveL1 {
  * Runs `op` with all metadata written back, then writes back what it changed in the refcount
  * cache and makes the engine forget the L2 slices and active L1 it may have changed on disk.
  */
-async function quiesce(img: SnapshotImage, op: (active: ActiveL1) => Promise<void>): Promise<void> {
+export async function quiesce(img: SnapshotImage, op: (active: ActiveL1) => Promise<void>): Promise<void> {
   await img.writer.flush();
   const active = img.engine.takeL1();
   try {
@@ -222,7 +228,7 @@ function withCopied(e: bigint, refcount: number): bigint {
  * Writes the refcounts counted so far, then the changed L2 tables, then the active L1 `l1` at
  * `l1Offset`: a crash in between leaves refcounts too high, never too low.
  */
-async function writeTables(
+export async function writeTables(
   img: SnapshotImage,
   tables: Map<number, Uint8Array>,
   l1Offset: number,
@@ -334,7 +340,7 @@ async function tableBytes(img: SnapshotImage): Promise<number> {
   return entries.reduce((n, e) => Math.ceil(n / 8) * 8 + e.length, 0);
 }
 
-async function readBytes(file: BlockNode, offset: number, len: number): Promise<Uint8Array> {
+export async function readBytes(file: BlockNode, offset: number, len: number): Promise<Uint8Array> {
   const buf = new Uint8Array(len);
   if (len > 0) await file.read(offset, buf);
   return buf;

@@ -184,9 +184,10 @@ export class Qcow2Writer {
   /**
    * Runs one engine step until it answers something other than a load or a wait: loads the
    * metadata it asks for, waits for the loads and allocations in its way, writes metadata back
-   * when every cache slot is dirty. Throws on refusals and corruption.
+   * when every cache slot is dirty. Throws on refusals and corruption. Also drives the
+   * compressed allocations of writer-compressed.ts.
    */
-  private async step(
+  async step(
     ask: () => WriteAnswer,
     onBusy: () => Promise<void> = () => this.relieveCache(),
   ): Promise<WriteAnswer> {
