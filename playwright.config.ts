@@ -32,10 +32,20 @@ export default defineConfig({
       ],
     },
   },
-  webServer: {
-    command: `npx vite web --host 127.0.0.1 --port ${PORT} --strictPort`,
-    url: BASE_URL,
-    reuseExistingServer: false,
-    timeout: 60_000,
-  },
+  webServer: [
+    {
+      command: `npx vite web --host 127.0.0.1 --port ${PORT} --strictPort`,
+      url: BASE_URL,
+      reuseExistingServer: false,
+      timeout: 60_000,
+    },
+    // The HTTP test server the browser conformance rows read from (test/conformance/entries-browser.ts),
+    // cross-origin to the page on a port derived from PORT.
+    {
+      command: `npx tsx test/support/http-server-main.ts ${PORT + 1000}`,
+      url: `http://127.0.0.1:${PORT + 1000}/`,
+      reuseExistingServer: false,
+      timeout: 30_000,
+    },
+  ],
 });

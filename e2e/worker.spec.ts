@@ -60,4 +60,9 @@ test('a QmpError thrown in a worker arrives with its class and message', async (
   });
   // Other errors still take comlink's own path.
   expect(arrived.plain).toMatchObject({ isQmpError: false, isError: true, message: 'not a QMP error' });
+  // A thrown non-Error arrives as an Error that says what it was, not as "[object Object]".
+  expect(arrived.object).toMatchObject({
+    isError: true,
+    message: 'non-Error thrown: {"reason":"not an Error"}',
+  });
 });

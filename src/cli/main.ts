@@ -50,6 +50,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   },
   io: { summary: 'run I/O commands on a disk image (qemu-io)', load: () => import('./io.ts') },
   boot: { summary: 'boot v86 from disks served by the graph', load: () => import('./boot.ts') },
+  publish: { summary: 'write an image as chunk files for http', load: () => import('./publish.ts') },
   daemon: { summary: 'serve QMP over the graph (qemu-storage-daemon)', load: () => import('./daemon.ts') },
 };
 

@@ -8,7 +8,8 @@
  *   nbd://host[:port]/e  nbd+tcp://...  nbd+unix:///e?socket=/path
  *   http:// https:// ftp:// ftps://     QEMU's curl driver: { driver: scheme, url }
  *   blkdebug:config:image, file:path, null-co://   parsed by those drivers (parseFilename)
- *   a path                              { driver: 'file', filename }
+ *   a path                              the realm's default protocol: { driver: 'file', filename }
+ *                                       in Node, { driver: 'blob', name } in the worker
  *
  * A prefix counts as a protocol only when a ':' comes before any '/' (QEMU's
  * path_has_protocol), so `./a:b` and `dir/a:b` are paths. A driver in src/drivers that
@@ -45,13 +46,33 @@ export function filenameToOptions(filename: string, format?: string): Options {
 export function protocolOptions(filename: string): Options {
   if (filename.startsWith('json:')) return parseJsonFilename(filename);
   const prefix = protocolPrefix(filename);
-  if (prefix === undefined) return { driver: 'file', filename };
+  if (prefix === undefined) return plainFileOptions(filename);
   const driver = findProtocol(prefix);
   if (driver?.parseFilename) return { driver: driver.name, ...driver.parseFilename(filename) };
   const parse = BUILTIN_PROTOCOLS[prefix];
   if (parse) return parse(filename, prefix);
   if (driver) return { driver: driver.name, filename };
   throw genericError(`Unknown protocol '${prefix}'`);
+}
+
+/**
+ * The protocol driver plain paths open with in this realm (QEMU's is always `file`). A realm
+ * without files sets its own: the worker names registered Blobs (blob.ts) this way.
+ */
+let defaultProtocol = 'file';
+
+/** Makes `driver` (a protocol driver's name) the one plain paths open with from now on. */
+export function setDefaultProtocol(driver: string): void {
+  if (findDriver(driver)?.kind !== 'protocol') throw genericError(`Unknown protocol driver '${driver}'`);
+  defaultProtocol = driver;
+}
+
+/** Protocol options for a plain path: the default protocol's parseFilename, else `filename`. */
+export function plainFileOptions(path: string): Options {
+  const driver = findDriver(defaultProtocol)!;
+  return driver.parseFilename
+    ? { driver: driver.name, ...driver.parseFilename(path) }
+    : { driver: driver.name, filename: path };
 }
 
 /** The protocol name of `filename`, or undefined when it is a plain path. */

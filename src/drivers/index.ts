@@ -4,14 +4,23 @@ import { blkdebugDriver } from './filter/blkdebug.ts';
 import { volatileCacheDriver } from './filter/volatile-cache.ts';
 import { qcow2Driver } from './format/qcow2.ts';
 import { rawDriver } from './format/raw.ts';
+import { blobDriver } from './protocol/blob.ts';
 import { fileDriver } from './protocol/file.ts';
+import { idbDriver } from './protocol/idb.ts';
+import { httpDriver, httpsDriver } from './protocol/http.ts';
 import { memoryDriver } from './protocol/memory.ts';
 import { nullCoDriver } from './protocol/null-co.ts';
+import { opfsDriver } from './protocol/opfs.ts';
 
 export const DRIVERS: readonly BlockDriver[] = [
   memoryDriver,
   fileDriver,
   nullCoDriver,
+  idbDriver,
+  opfsDriver,
+  httpDriver,
+  httpsDriver,
+  blobDriver,
   rawDriver,
   qcow2Driver,
   blkdebugDriver,

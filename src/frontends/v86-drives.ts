@@ -3,10 +3,10 @@
  * with two hard disks (`hda` = bus 0 unit 0, `hdb` = bus 0 unit 1); every byte the guest reads or
  * writes on them goes through the backend and the graph.
  */
-import { BlockBackend } from '../block/backend.ts';
+import type { BlockBackend } from '../block/backend.ts';
 import { genericError } from '../block/errors.ts';
 import type { DriveConfig } from '../config/drive.ts';
-import { withProbedFormat } from '../graph/probe.ts';
+import { openDrive } from '../graph/drive.ts';
 import type { BlockGraph } from '../graph/graph.ts';
 import { V86Disk, type DiskErrorHandler } from './v86-disk.ts';
 
@@ -29,22 +29,7 @@ export async function openIdeDrive(
   onError: DiskErrorHandler,
 ): Promise<IdeDrive> {
   const slot = ideSlot(drive);
-  if (!drive.blockdev) throw genericError('Device needs media, but drive is empty');
-  if (drive.snapshot) throw genericError('snapshot=on is not supported yet');
-  // Without format=, the format is probed from the image's first sector, as -drive does.
-  const options = drive.probe ? await withProbedFormat(graph, drive.blockdev, drive.source) : drive.blockdev;
-  const node = await graph.open(options, drive.source);
-  const { readOnly, werror, rerror, writeback } = drive.backend;
-  let backend: BlockBackend;
-  try {
-    backend = new BlockBackend(graph, drive.id, { readOnly, werror, rerror, writeback });
-    backend.insert(node);
-  } catch (err) {
-    await graph.release(node);
-    throw err;
-  }
-  // A device is attached: from now on the backend applies werror/rerror for it.
-  backend.attachDevice(drive.id);
+  const backend = await openDrive(graph, drive);
   return { slot, backend, disk: new V86Disk(backend, onError) };
 }
 

@@ -82,12 +82,20 @@ export class BlockGraph {
   async release(node: BlockNode): Promise<void> {
     if (node.parents.length > 0 || this.monitorOwned.has(node)) return;
     this.nodes.delete(node.nodeName);
-    await node.close();
+    // A close that fails (its last flush hit ENOSPC) must not keep the children open: their
+    // locks would outlive the node. The first failure is reported once everything is released.
+    let failure: unknown;
+    const attempt = (p: Promise<void>) =>
+      p.catch((err: unknown) => {
+        failure ??= err;
+      });
+    await attempt(node.close());
     for (const edge of node.childList.splice(0)) {
       detachEdge(edge);
-      await this.release(edge.node);
+      await attempt(this.release(edge.node));
     }
     refreshPermissions(this.nodes.values());
+    if (failure !== undefined) throw failure;
   }
 
   /** The node `name` names, or QEMU's lookup error. */
@@ -162,7 +170,7 @@ export class BlockGraph {
       openChild,
     };
     const ops = await driver.open(ctx);
-    const node = new BlockNode(nodeName, driver, ops, readOnly, valid);
+    const node = new BlockNode(nodeName, driver, ops, readOnly || ops.readOnly === true, valid);
     this.nodes.set(nodeName, node);
     opened.push(node);
     for (const [key, child] of children) {

@@ -20,6 +20,11 @@ export interface SuiteCaps extends Pick<DriverCapabilities, 'writable' | 'persis
   readonly discardZeroes: boolean;
   /** Huge images cost nothing until written: offsets above 2^32 and 2^40 are exercised. */
   readonly sparse: boolean;
+  /**
+   * The driver refuses to open read-write (QEMU's "... does not support writes": http, blob): the
+   * row's options open it read-only, and every write fails with EPERM instead of being dropped.
+   */
+  readonly readOnly?: boolean;
   /** The errno of a write past the end of a non-growable image; EIO if not given. */
   readonly beyondEndErrno?: Errno;
 }

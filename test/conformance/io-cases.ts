@@ -28,7 +28,16 @@ export function ioCases(h: Harness, entry: SuiteEntry): void {
     }),
   );
   if (caps.writable) writableCases(h, entry);
-  else {
+  else if (caps.readOnly) {
+    h.it('refuses writes with EPERM and keeps the data', () =>
+      withImage(entry, SIZE, async (img) => {
+        const before = await img.read(4096, 8192);
+        await checkIOError(img.node.write(4096, new Uint8Array(8192).fill(0x5a)), 'EPERM', 'write');
+        await checkIOError(img.node.writeZeroes(0, 512), 'EPERM', 'writeZeroes');
+        checkBytes(await img.read(4096, 8192), before, 'after write');
+      }),
+    );
+  } else {
     h.it('drops writes: reads are the same before and after', () =>
       withImage(entry, SIZE, async (img) => {
         const before = await img.read(4096, 8192);
@@ -41,7 +50,7 @@ export function ioCases(h: Harness, entry: SuiteEntry): void {
   }
   if (caps.sparse) sparseCases(h, entry);
   if (caps.growable) growableCases(h, entry);
-  else {
+  else if (!caps.readOnly) {
     h.it('refuses writes past the end', () =>
       withImage(entry, SIZE, async (img) => {
         const errno = caps.beyondEndErrno ?? 'EIO';
@@ -261,7 +270,7 @@ function sparseCases(h: Harness, entry: SuiteEntry): void {
       const spots = [2 ** 32 - 700, 2 ** 40 - 1, 2 ** 40 + 3 * MiB + 12_345];
       const rand = prng(77);
       const written = spots.map((offset) => ({ offset, data: randomBytes(rand, 1400) }));
-      for (const w of written) await img.node.write(w.offset, w.data);
+      if (!entry.caps.readOnly) for (const w of written) await img.node.write(w.offset, w.data);
       for (const w of written) {
         const expected = entry.caps.writable ? w.data : new Uint8Array(w.data.length);
         checkBytes(await img.read(w.offset, w.data.length), expected, `at ${w.offset}`);

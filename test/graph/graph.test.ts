@@ -142,3 +142,25 @@ describe('permissions', () => {
     expect(fileEdge.perm & Perm.WRITE).toBe(0);
   });
 });
+
+describe('release', () => {
+  it('closes the children of a node whose close fails, then reports the failure', async () => {
+    const g = new BlockGraph();
+    const top = await g.open({ driver: 'raw', file: mem() });
+    const child = top.child('file')!;
+    const closed: string[] = [];
+    const childClose = child.close.bind(child);
+    // As a format whose last flush hits ENOSPC while closing.
+    top.close = async () => {
+      closed.push('top');
+      throw new Error('flush failed on close');
+    };
+    child.close = async () => {
+      closed.push('child');
+      await childClose();
+    };
+    await expect(g.release(top)).rejects.toThrow('flush failed on close');
+    expect(closed).toEqual(['top', 'child']);
+    expect([...g.nodes.keys()]).toEqual([]);
+  });
+});
