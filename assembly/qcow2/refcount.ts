@@ -21,6 +21,8 @@ const REFT_OFFSET_MASK: u64 = 0xfffffffffffffe00;
 /** The refcount table, big-endian as on disk, its entry count and where it is. */
 let rt: usize = 0;
 let rtEntries: u64 = 0;
+/** 1 + the last nonzero table entry, or -1 when unknown (the host just filled the table). */
+let rtUsed: i64 = -1;
 export let rtOffset: u64 = 0;
 export let rtClusters: u64 = 0;
 /** log2 of the entries of a refcount block. */
@@ -61,6 +63,7 @@ export function useRefcountTable(slots: i32): i32 {
   rtClusters = getIo(1);
   rtEntries = (rtClusters << Image.clusterBits) >> 3;
   rt = zalloc(<usize>(rtEntries << 3));
+  rtUsed = -1;
   order = Image.refcountOrder;
   blockBits = Image.clusterBits + 3 - order;
   setIo(0, rt);
@@ -77,6 +80,7 @@ function entry(index: u64): u64 {
 
 function setEntry(index: u64, v: u64): void {
   store<u64>(rt + <usize>(index << 3), bswap<u64>(v));
+  if (rtUsed >= 0 && v != 0 && <i64>index >= rtUsed) rtUsed = <i64>index + 1;
   if (index < dirtyLo) dirtyLo = index;
   if (index + 1 > dirtyHi) dirtyHi = index + 1;
 }
@@ -382,7 +386,13 @@ export function refcountTableFailed(wasMoved: bool): void {
 
 /** Whether a refcount block starts at `offset` of the table's entries (overlap checks). */
 export function isRefcountBlock(start: u64, end: u64): bool {
-  for (let i: u64 = 0; i < rtEntries; i++) {
+  // Every write's overlap check comes here: scan only the used part of the table, not all of
+  // it (8192 entries for one 64 KiB table cluster, mostly zero).
+  if (rtUsed < 0) {
+    rtUsed = <i64>rtEntries;
+    while (rtUsed > 0 && entry(<u64>rtUsed - 1) == 0) rtUsed--;
+  }
+  for (let i: u64 = 0; i < <u64>rtUsed; i++) {
     const off = entry(i) & REFT_OFFSET_MASK;
     if (off != 0 && off < end && off + Image.clusterSize > start) return true;
   }

@@ -321,15 +321,16 @@ export class Qcow2Engine {
     slots: number,
     fill: (dst: Uint8Array) => Promise<void>,
   ): Promise<void> {
+    // Read first, then hand over in one synchronous step: the engine never sees a table that
+    // is set up but not yet filled.
+    const bytes = new Uint8Array(clusters * 2 ** this.clusterBits());
+    await fill(bytes);
     const io = this.io();
     io[0] = BigInt(offset);
     io[1] = BigInt(clusters);
     const status = this.exports.qcow2UseRefcountTable(slots);
     if (status !== Status.OK) throw new EngineError(status, this.io()[0]!);
-    const ptr = Number(this.io()[0]);
-    const bytes = new Uint8Array(clusters * 2 ** this.clusterBits());
-    await fill(bytes);
-    this.bytes(ptr, bytes.length).set(bytes);
+    this.bytes(Number(this.io()[0]), bytes.length).set(bytes);
   }
 
   /**
