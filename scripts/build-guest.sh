@@ -3,7 +3,8 @@
 # busybox in an initramfs booted by syslinux from a raw MBR disk.
 #
 #   partition 1  FAT16, bootable, 8 MiB: ldlinux.sys, vmlinuz, initrd.gz, syslinux.cfg
-#   partition 2  raw test area, 3 MiB: a seeded 1 MiB region, then room for the guest's writes
+#   partition 2  raw test area, 3 MiB: a seeded 1 MiB region, the control block and boot counter
+#                (run-time options from the host, scripts/guest/init), then room for the guest's writes
 #
 # Output: guest/out/guest.raw and guest/out/guest.json (the layout the tests read: partition
 # offsets, seed sha256, where the init writes its pattern). Downloads are cached in .cache/guest/;
@@ -23,17 +24,24 @@ P2_START=$((P1_START + P1_SECTORS))
 P2_SECTORS=6144
 DISK_SECTORS=$((P2_START + P2_SECTORS))
 
-# Test area layout, in bytes from the start of partition 2 (the init reads these).
+# Test area layout, in bytes from the start of partition 2 (the init reads these; the host side
+# is src/frontends/guest-control.ts).
 SEED_BYTES=1048576
-PATTERN_OFFSET=1048576
+CTL_OFFSET=1048576
+CTL_MAGIC=BLOCKGRAPH-CTL
+COUNTER_OFFSET=$((CTL_OFFSET + 4096))
+IOERROR_OFFSET=$((CTL_OFFSET + 8192))
+PATTERN_OFFSET=$((CTL_OFFSET + 65536))
 PATTERN_BYTES=65536
 PATTERN_TEXT=BLOCKGRAPH-PATTERN
 LOOP_OFFSET=2097152
 LOOP_COUNT=8
 
-# Disk modules in dependency order (each .ko's depends= checked with modinfo); virtio for virtio-blk.
+# Disk modules in dependency order (each .ko's depends= checked with modinfo): IDE disks, the
+# ATAPI CD-ROM (sr_mod: scsi_mod, cdrom, scsi_common), virtio-blk (virtio_pci: virtio_ring,
+# virtio_pci_modern_dev, virtio_pci_legacy_dev, virtio; virtio_blk: virtio, virtio_ring).
 MODULES="scsi_common scsi_mod libata ata_piix crc64 crc64_rocksoft_generic crc64-rocksoft
-crct10dif_common crct10dif_generic crc-t10dif t10-pi sd_mod
+crct10dif_common crct10dif_generic crc-t10dif t10-pi sd_mod cdrom sr_mod
 virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk"
 
 HOST_TOOLS="syslinux:syslinux syslinux-common:/usr/lib/syslinux/mbr/mbr.bin mtools:mcopy
@@ -118,6 +126,10 @@ make_initramfs() {
 		MODULES="$(echo $MODULES)"
 		SEED_BYTES=$SEED_BYTES
 		SEED_SHA256=$SEED_SHA256
+		CTL_OFFSET=$CTL_OFFSET
+		CTL_MAGIC=$CTL_MAGIC
+		COUNTER_OFFSET=$COUNTER_OFFSET
+		IOERROR_OFFSET=$IOERROR_OFFSET
 		PATTERN_OFFSET=$PATTERN_OFFSET
 		PATTERN_BYTES=$PATTERN_BYTES
 		PATTERN_TEXT=$PATTERN_TEXT
@@ -169,6 +181,9 @@ write_manifest() {
 		    { "offset": $((P2_START * 512)), "bytes": $((P2_SECTORS * 512)), "type": "raw" }
 		  ],
 		  "seed": { "offset": $((P2_START * 512)), "bytes": $SEED_BYTES, "sha256": "$SEED_SHA256" },
+		  "control": { "offset": $((P2_START * 512 + CTL_OFFSET)), "bytes": 512, "magic": "$CTL_MAGIC" },
+		  "counter": { "offset": $((P2_START * 512 + COUNTER_OFFSET)), "bytes": 4 },
+		  "ioerror": { "offset": $((P2_START * 512 + IOERROR_OFFSET)), "bytes": 4096 },
 		  "pattern": { "offset": $((P2_START * 512 + PATTERN_OFFSET)), "bytes": $PATTERN_BYTES, "line": "$PATTERN_TEXT" }
 		}
 	EOF

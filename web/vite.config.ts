@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { defineConfig } from 'vite';
+import { defineConfig, searchForWorkspaceRoot } from 'vite';
 
 export default defineConfig({
   root: fileURLToPath(new URL('.', import.meta.url)),
@@ -11,5 +11,12 @@ export default defineConfig({
   // The worker imports ES modules; the default 'iife' format cannot code-split them.
   worker: { format: 'es' },
   // Pre-bundled up front, so no late dependency discovery reloads the page under a test.
-  optimizeDeps: { include: ['comlink', 'fflate', 'fzstd', 'idb-keyval'] },
+  optimizeDeps: { include: ['comlink', 'fflate', 'fzstd', 'idb-keyval', 'v86', '@hpcc-js/wasm-zstd'] },
+  // Debian's SeaBIOS (v86 ships none) is imported from /usr/share/seabios by
+  // src/frontends/browser/assets.ts; the project root stays allowed as by default.
+  server: {
+    fs: {
+      allow: [searchForWorkspaceRoot(fileURLToPath(new URL('..', import.meta.url))), '/usr/share/seabios'],
+    },
+  },
 });

@@ -54,6 +54,20 @@ export interface BackendOptions {
   writeback?: boolean;
 }
 
+/**
+ * What a device with removable media lets the block layer see and do (QEMU's BlockDevOps); the
+ * QMP media commands (qmp/commands/media.ts) drive the tray through it.
+ */
+export interface BlockDevOps {
+  /** Closes the tray with the current medium (`load`), or opens it (blk_dev_change_media_cb). */
+  changeMedia(load: boolean): void;
+  /** Asks the guest to release the medium; `force` unlocks it (blk_dev_eject_request). */
+  ejectRequest(force: boolean): void;
+  isTrayOpen(): boolean;
+  /** The guest locked the medium in (ATAPI PREVENT ALLOW MEDIUM REMOVAL). */
+  isMediumLocked(): boolean;
+}
+
 /** Write-zeroes and discard order like writes. */
 const TRACKED_KIND: Record<AcctType, RequestKind> = {
   rd: 'read',
@@ -78,12 +92,14 @@ export class BlockBackend implements NodeParent {
   private readonly writeback: boolean;
   private removableMedia: boolean;
   private device: string | undefined;
+  private devOps: BlockDevOps | undefined;
   private edge: BdrvChild | null = null;
   private iostatus: IoStatus = 'ok';
   private readonly tracker = new RequestTracker();
   private readonly acct = new BlockAcctStats();
   /** Wake-ups of requests parked by a `stop` action, called on `cont`. */
   private parked: (() => void)[] = [];
+  private readonly resizeListeners = new Set<() => void>();
   private readonly unlisten: () => void;
 
   /**
@@ -138,6 +154,21 @@ export class BlockBackend implements NodeParent {
   attachDevice(id: string, removable = false): void {
     this.device = id;
     this.removableMedia = removable;
+  }
+
+  /** The id of the attached device (query-block `qdev`), if a device is attached. */
+  get deviceId(): string | undefined {
+    return this.device;
+  }
+
+  /** The attached device's removable-media callbacks, if it has a tray. */
+  get deviceOps(): BlockDevOps | undefined {
+    return this.devOps;
+  }
+
+  /** The device model sets its callbacks (blk_set_dev_ops); query-block then shows its tray. */
+  setDevOps(ops: BlockDevOps | undefined): void {
+    this.devOps = ops;
   }
 
   /**
@@ -201,6 +232,20 @@ export class BlockBackend implements NodeParent {
     return this.submit({ type: 'flush', offset: 0, bytes: 0, io: (node) => node.flush() });
   }
 
+  /**
+   * Calls `listener` after every resize of the medium (blk_root_resize → the device's
+   * resize_cb: virtio-blk announces the new capacity). Returns the function that unregisters it.
+   */
+  onResize(listener: () => void): () => void {
+    this.resizeListeners.add(listener);
+    return () => this.resizeListeners.delete(listener);
+  }
+
+  /** NodeParent: the root's length changed. */
+  resized(): void {
+    for (const listener of [...this.resizeListeners]) listener();
+  }
+
   /** Resolves when nothing is in flight; requests arriving meanwhile wait until it resolves. */
   drain(): Promise<void> {
     return this.drained(async () => {});
@@ -228,9 +273,10 @@ export class BlockBackend implements NodeParent {
     const info: Record<string, unknown> = { device: this.name };
     if (this.device !== undefined) info.qdev = this.device;
     // Without a device QEMU reports removable media: a medium can be inserted and removed.
-    Object.assign(info, { type: 'unknown', removable: !this.device || this.removableMedia, locked: false });
+    const locked = this.devOps?.isMediumLocked() ?? false;
+    Object.assign(info, { type: 'unknown', removable: !this.device || this.removableMedia, locked });
     if (this.root) info.inserted = nodeInfo(this.root, this.writeback);
-    if (this.device && this.removableMedia) info.tray_open = false;
+    if (this.device && this.removableMedia) info.tray_open = this.devOps?.isTrayOpen() ?? false;
     if (this.iostatusOn()) info['io-status'] = this.iostatus;
     return info;
   }

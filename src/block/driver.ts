@@ -94,6 +94,18 @@ export interface BlockDriverOps {
   /** Deletes the snapshot matching both given selectors. */
   snapshotDelete?(id?: string, name?: string): Promise<void>;
   /**
+   * The VM state area (bdrv_save_vmstate / bdrv_load_vmstate): bytes at `pos` of the area the
+   * active layer keeps for savevm, which snapshotCreate with `vmStateSize` then records in the
+   * new snapshot. Writes need a read-write node. Failures are BlockIOErrors.
+   */
+  saveVmState?(pos: number, src: Uint8Array): Promise<void>;
+  /**
+   * Reads VM state bytes at `pos` of the active layer's area or, given `snapshotId`, of that
+   * internal snapshot's without making it active (blockgraph's: loadvm checks a state before it
+   * reverts any disk). Bytes never written read as zeros.
+   */
+  loadVmState?(pos: number, dst: Uint8Array, snapshotId?: string): Promise<void>;
+  /**
    * bdrv_change_backing_file: records `name` (and `format`) as the backing file in the image's
    * metadata; the backing child stays as it is. Failures are BlockIOErrors (EINVAL, EPERM).
    */

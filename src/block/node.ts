@@ -25,6 +25,8 @@ export interface NodeParent {
   describe(): string;
   /** For messages: the node-name of a node parent, the backend name otherwise. */
   readonly parentName: string;
+  /** The node's length changed (QEMU's BdrvChildClass.resize, called by bdrv_parent_cb_resize). */
+  resized?(): void;
 }
 
 const ZERO_CHUNK = 1 << 20;
@@ -162,6 +164,7 @@ export class BlockNode implements NodeParent {
     if (!truncate) throw ioError('ENOTSUP', `Image format driver does not support resize`);
     if (!Number.isSafeInteger(bytes) || bytes < 0) throw ioError('EINVAL');
     await this.track(() => truncate.call(this.ops, bytes));
+    for (const { parent } of this.parents) parent.resized?.();
   }
 
   /** Resolves when no request is in flight on this node. */

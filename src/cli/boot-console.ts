@@ -81,3 +81,16 @@ export function forwardTerminal(
     stdin.pause();
   };
 }
+
+/**
+ * Forwards input that is not a terminal (a pipe, a file) to the guest byte for byte, as
+ * qemu-system's `-serial stdio` does. Returns the function that stops forwarding.
+ */
+export function forwardPipe(stdin: NodeJS.ReadStream, send: (bytes: Uint8Array) => void): () => void {
+  const onData = (chunk: Buffer) => send(new Uint8Array(chunk));
+  stdin.on('data', onData);
+  return () => {
+    stdin.off('data', onData);
+    stdin.pause();
+  };
+}

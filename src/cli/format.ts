@@ -1,8 +1,10 @@
 /**
- * Number formatting exactly as QEMU's tools print it. C's printf rounds the exact binary value
- * half-to-even, while JavaScript's toFixed rounds exact ties up ("1.0625" → "1.063" instead of
- * glibc's "1.062"), so the fixed-point conversion here works on the exact value with BigInt.
+ * Numbers, and the snapshot table made of them, formatted exactly as QEMU's tools print them.
+ * C's printf rounds the exact binary value half-to-even, while JavaScript's toFixed rounds exact
+ * ties up ("1.0625" → "1.063" instead of glibc's "1.062"), so the fixed-point conversion here
+ * works on the exact value with BigInt.
  */
+import type { SnapshotInfo } from '../block/driver.ts';
 
 /** printf("%.<digits>f", value) with glibc's rounding; `inf`/`nan` as glibc prints them. */
 export function formatFixed(value: number, digits: number): string {
@@ -99,4 +101,43 @@ export function timestr(seconds: number, verbose = false): string {
   const m = Math.floor((whole % 3600) / 60);
   const s = formatFixed((whole % 60) + frac, 2).padStart(5, '0');
   return `${h}:${String(m).padStart(2, '0')}:${s}`;
+}
+
+/** The header bdrv_snapshot_dump prints (qemu-img snapshot -l, info, HMP info snapshots). */
+export function snapshotDumpHeader(): string {
+  return (
+    'ID'.padEnd(10) +
+    'TAG'.padEnd(17) +
+    'VM SIZE'.padStart(8) +
+    'DATE'.padStart(20) +
+    'VM CLOCK'.padStart(13) +
+    'ICOUNT'.padStart(11)
+  );
+}
+
+/** bdrv_snapshot_dump: "%-9s %-16s %8s%20s%13s%11s" of one snapshot (QAPI SnapshotInfo). */
+export function snapshotDumpLine(sn: SnapshotInfo): string {
+  const clockMs = Math.floor((sn['vm-clock-sec'] * 1e9 + sn['vm-clock-nsec']) / 1e6);
+  const secs = Math.floor(clockMs / 1000);
+  const clock =
+    `${pad2(Math.floor(secs / 3600))}:${pad2(Math.floor(secs / 60) % 60)}:${pad2(secs % 60)}.` +
+    String(clockMs % 1000).padStart(3, '0');
+  return (
+    `${sn.id.padEnd(9)} ${sn.name.padEnd(16)} ` +
+    sizeToStr(sn['vm-state-size']).padStart(8) +
+    localDate(sn['date-sec']).padStart(20) +
+    clock.padStart(13) +
+    (sn.icount === undefined ? '' : String(sn.icount)).padStart(11)
+  );
+}
+
+function pad2(n: number): string {
+  return String(n).padStart(2, '0');
+}
+
+/** "%Y-%m-%d %H:%M:%S" in the local time zone (g_date_time_new_from_unix_local). */
+function localDate(seconds: number): string {
+  const d = new Date(seconds * 1000);
+  const date = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
+  return `${date} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
 }

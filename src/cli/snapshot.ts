@@ -9,7 +9,7 @@ import type { BlockDriverOps, SnapshotInfo } from '../block/driver.ts';
 import { BlockIOError, ERRNO_NUMBERS, errnoOf, ioError, STRERROR } from '../block/errors.ts';
 import { imageInfo } from '../block/node-info.ts';
 import { BlockGraph } from '../graph/graph.ts';
-import { sizeToStr } from './format.ts';
+import { snapshotDumpHeader, snapshotDumpLine } from './format.ts';
 import { parseImageArgs } from './img-args.ts';
 import { openImage, orCouldNotOpen } from './image-opts.ts';
 import { CliExit, runReporting, type CliIo } from './program.ts';
@@ -114,39 +114,5 @@ async function orExit(
 
 /** "Snapshot list:", the header and one line per snapshot, as qemu-img info and snapshot -l. */
 export function snapshotList(snapshots: readonly SnapshotInfo[]): string {
-  const header =
-    'ID'.padEnd(10) +
-    'TAG'.padEnd(17) +
-    'VM SIZE'.padStart(8) +
-    'DATE'.padStart(20) +
-    'VM CLOCK'.padStart(13) +
-    'ICOUNT'.padStart(11);
-  return `Snapshot list:\n${header}\n${snapshots.map((sn) => `${snapshotLine(sn)}\n`).join('')}`;
-}
-
-/** bdrv_snapshot_dump: "%-9s %-16s %8s%20s%13s%11s" of one snapshot. */
-function snapshotLine(sn: SnapshotInfo): string {
-  const clockMs = Math.floor((sn['vm-clock-sec'] * 1e9 + sn['vm-clock-nsec']) / 1e6);
-  const secs = Math.floor(clockMs / 1000);
-  const clock =
-    `${pad2(Math.floor(secs / 3600))}:${pad2(Math.floor(secs / 60) % 60)}:${pad2(secs % 60)}.` +
-    String(clockMs % 1000).padStart(3, '0');
-  return (
-    `${sn.id.padEnd(9)} ${sn.name.padEnd(16)} ` +
-    sizeToStr(sn['vm-state-size']).padStart(8) +
-    localDate(sn['date-sec']).padStart(20) +
-    clock.padStart(13) +
-    (sn.icount === undefined ? '' : String(sn.icount)).padStart(11)
-  );
-}
-
-function pad2(n: number): string {
-  return String(n).padStart(2, '0');
-}
-
-/** "%Y-%m-%d %H:%M:%S" in the local time zone (g_date_time_new_from_unix_local). */
-function localDate(seconds: number): string {
-  const d = new Date(seconds * 1000);
-  const date = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
-  return `${date} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+  return `Snapshot list:\n${snapshotDumpHeader()}\n${snapshots.map((sn) => `${snapshotDumpLine(sn)}\n`).join('')}`;
 }

@@ -45,6 +45,11 @@ export class DriveHandle {
     return this.call((w) => w.driveDiscard(this.id, offset, bytes));
   }
 
+  /** Zeroes `bytes` at `offset`; with `unmap` the drive may deallocate them instead. */
+  writeZeroes(offset: number, bytes: number, opts: { unmap?: boolean } = {}): Promise<void> {
+    return this.call((w) => w.driveWriteZeroes(this.id, offset, bytes, opts.unmap ?? false));
+  }
+
   /** The current length in bytes (it changes with block_resize). */
   length(): Promise<number> {
     return this.call((w) => w.driveLength(this.id));

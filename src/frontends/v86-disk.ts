@@ -7,10 +7,11 @@
  * sectors without waiting for the write. `set` therefore copies the data before returning, and
  * relies on the BlockBackend ordering conflicting requests in submission (call) order.
  *
- * Errors: v86's callbacks cannot carry an error and v86's IDE has no hook to fail a command, so a
- * failed request is handed to `onError` and never completed — the guest sees a timeout and resets
- * the controller (which aborts the request through its signal). The werror/rerror policies of the
- * BlockBackend decide before that whether an error reaches here at all.
+ * Errors: v86's callbacks cannot carry an error. The werror/rerror policies of the BlockBackend
+ * decide first whether an error reaches here at all (`stop` parks the request until `cont`,
+ * `ignore` completes it); one that does goes to `failurePath`, which the device model owning the
+ * disk sets (ide-hooks.ts: an ATA or ATAPI error the guest sees), and the request's callback is
+ * never called. Without a device model the error is only reported to `onError`.
  */
 
 /** What the adapter needs of a BlockBackend: byte-granular I/O, ordered by submission. */
@@ -18,7 +19,16 @@ export interface DiskBackend {
   length(): number;
   read(offset: number, dst: Uint8Array): Promise<void>;
   write(offset: number, src: Uint8Array): Promise<void>;
+  flush(): Promise<void>;
 }
+
+export type DiskOp = 'read' | 'write' | 'flush';
+
+/**
+ * The device model's error path: called when a request is submitted (so it can note which
+ * command the request belongs to), it returns what to call if that request fails.
+ */
+export type FailurePath = (op: DiskOp) => (err: unknown) => void;
 
 /** Counters of what v86 asked for, for `boot --stats` and the tests. */
 export interface V86DiskStats {
@@ -28,7 +38,7 @@ export interface V86DiskStats {
   setBytes: number;
 }
 
-export type DiskErrorHandler = (op: 'read' | 'write', offset: number, bytes: number, err: unknown) => void;
+export type DiskErrorHandler = (op: DiskOp, offset: number, bytes: number, err: unknown) => void;
 
 export class V86Disk {
   /** Read once: v86 sizes the IDE disk from it at construction. */
@@ -36,6 +46,8 @@ export class V86Disk {
   /** Set by v86 before it calls `load`. */
   onload: ((event: object) => void) | undefined;
   readonly stats: V86DiskStats = { gets: 0, getBytes: 0, sets: 0, setBytes: 0 };
+  /** Set by the device model that owns the disk; by default a failure only reaches `onError`. */
+  failurePath: FailurePath = () => () => {};
   private cached: { start: number; data: Uint8Array } | undefined;
 
   constructor(
@@ -58,11 +70,15 @@ export class V86Disk {
     this.stats.gets++;
     this.stats.getBytes += len;
     const dst = new Uint8Array(len);
+    const fail = this.failurePath('read');
     this.backend.read(start, dst).then(
       () => {
         if (!opts?.signal?.aborted) cb(dst);
       },
-      (err: unknown) => this.onError('read', start, len, err),
+      (err: unknown) => {
+        this.onError('read', start, len, err);
+        if (!opts?.signal?.aborted) fail(err);
+      },
     );
   }
 
@@ -90,10 +106,23 @@ export class V86Disk {
     this.stats.sets++;
     this.stats.setBytes += copy.length;
     this.patchCache(start, copy);
+    const fail = this.failurePath('write');
     this.backend.write(start, copy).then(
       () => cb?.(),
-      (err: unknown) => this.onError('write', start, copy.length, err),
+      (err: unknown) => {
+        this.onError('write', start, copy.length, err);
+        fail(err);
+      },
     );
+  }
+
+  /** Flushes the backend (ATA FLUSH CACHE, which v86 itself never passes on: ide-hooks.ts). */
+  flush(cb: () => void): void {
+    const fail = this.failurePath('flush');
+    this.backend.flush().then(cb, (err: unknown) => {
+      this.onError('flush', 0, 0, err);
+      fail(err);
+    });
   }
 
   /** The disk contents live in the graph, not in v86's saved state: nothing to save. */
@@ -113,6 +142,6 @@ export class V86Disk {
   }
 }
 
-function logError(op: 'read' | 'write', offset: number, bytes: number, err: unknown): void {
+function logError(op: DiskOp, offset: number, bytes: number, err: unknown): void {
   console.error(`v86 disk: ${op} of ${bytes} bytes at ${offset} failed: ${(err as Error).message ?? err}`);
 }

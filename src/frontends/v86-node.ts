@@ -9,6 +9,8 @@ import { dirname, join } from 'node:path';
 import { V86 } from 'v86';
 import type { V86Options } from 'v86';
 import type { V86Disk } from './v86-disk.ts';
+import type { VirtioBlkBackend } from './virtio-blk/request.ts';
+import { attachVirtioBlk } from './virtio-blk/v86-pci.ts';
 
 const SEABIOS = '/usr/share/seabios/bios.bin';
 const VGABIOS = '/usr/share/seabios/vgabios-stdvga.bin';
@@ -18,6 +20,15 @@ export interface NodeMachineOptions {
   memorySize: number;
   hda?: V86Disk;
   hdb?: V86Disk;
+  cdrom?: V86Disk;
+  fda?: V86Disk;
+  fdb?: V86Disk;
+  /** v86's boot_order (CMOS nibbles, first device lowest: 1 floppy, 2 hard disk, 3 CD-ROM). */
+  bootOrder?: number;
+  /** Called with v86's device tree once it exists, before the first instruction (IDE hooks). */
+  onDevices?(devices: unknown): void;
+  /** Disks on virtio-blk-pci devices (ours: v86 has none), in PCI slot order. */
+  virtio?: VirtioBlkBackend[];
   /** Every byte the guest writes to its first serial port. */
   onSerialByte(byte: number): void;
 }
@@ -28,6 +39,9 @@ export interface NodeMachine {
   sendSerial(bytes: Uint8Array): void;
   pause(): Promise<void>;
   resume(): Promise<void>;
+  /** v86's save_state / restore_state (savevm.ts): CPU, RAM and devices; disks stay in the graph. */
+  saveState(): Promise<Uint8Array>;
+  restoreState(state: Uint8Array): Promise<void>;
   /** Stops the emulator and frees it; the machine cannot be used afterwards. */
   destroy(): Promise<void>;
 }
@@ -43,14 +57,26 @@ export async function startNodeMachine(opts: NodeMachineOptions): Promise<NodeMa
     // Custom disk objects are not V86Images to the .d.ts, but v86 accepts them (DESIGN.md §5).
     hda: opts.hda as unknown as V86Options['hda'],
     hdb: opts.hdb as unknown as V86Options['hdb'],
+    cdrom: opts.cdrom as unknown as V86Options['cdrom'],
+    fda: opts.fda as unknown as V86Options['fda'],
+    fdb: opts.fdb as unknown as V86Options['fdb'],
+    boot_order: opts.bootOrder as V86Options['boot_order'],
   };
   const emulator = new V86(options);
   emulator.add_listener('serial0-output-byte', opts.onSerialByte);
+  // 'emulator-loaded' comes after the CPU exists and before its first instruction.
+  emulator.add_listener('emulator-loaded', () => {
+    opts.onDevices?.((emulator as unknown as { v86: { cpu: { devices: unknown } } }).v86.cpu.devices);
+    for (const backend of opts.virtio ?? []) attachVirtioBlk(emulator, backend);
+  });
   await new Promise<void>((resolve) => emulator.add_listener('emulator-started', () => resolve()));
   return {
     sendSerial: (bytes) => emulator.serial_send_bytes(0, bytes),
     pause: () => emulator.stop(),
     resume: () => emulator.run(),
+    saveState: async () => new Uint8Array(await emulator.save_state()),
+    // v86 wants an ArrayBuffer of exactly the state.
+    restoreState: (state) => emulator.restore_state(state.slice().buffer),
     destroy: () => emulator.destroy(),
   };
 }

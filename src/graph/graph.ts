@@ -20,6 +20,11 @@ import { PROBED, withProbedFormat } from './probe.ts';
 
 /** Options inherited by inline children unless they set them (QEMU's bdrv_inherited_options). */
 const INHERITED = ['read-only', 'auto-read-only', 'cache', 'discard'] as const;
+/**
+ * What a backing child (and its children) defaults to instead of its parent's values: backing
+ * files are opened read-only (block.c: bdrv_inherited_options, BDRV_CHILD_COW).
+ */
+const BACKING_DEFAULTS = { 'read-only': true, 'auto-read-only': false } as const;
 /** Nesting deeper than this is refused rather than recursing without bound. */
 const MAX_DEPTH = 32;
 
@@ -149,7 +154,8 @@ export class BlockGraph {
         own[key] = value;
         continue;
       }
-      children.set(key, await this.resolveChild(value, source, `${path}${key}.`, valid, opened, depth));
+      const inherit = spec.role === 'backing' ? { ...valid, ...BACKING_DEFAULTS } : valid;
+      children.set(key, await this.resolveChild(value, source, `${path}${key}.`, inherit, opened, depth));
     }
     const found: [string, BlockNode, ChildRole][] = [];
     const openChild = async (opts: Record<string, unknown>, name: string, role: ChildRole) => {

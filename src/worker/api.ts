@@ -107,6 +107,11 @@ export function createWorkerApi(io: Promise<WasmIo>) {
       return drives.get(id).discard(offset, bytes);
     },
 
+    /** Zeroes `bytes` at `offset`; `unmap` lets the drive deallocate them (BlockBackend.writeZeroes). */
+    driveWriteZeroes(id: string, offset: number, bytes: number, unmap: boolean): Promise<void> {
+      return drives.get(id).writeZeroes(offset, bytes, { unmap });
+    },
+
     driveLength(id: string): number {
       return drives.get(id).length();
     },

@@ -106,11 +106,47 @@ describe('blockgraph boot', () => {
       code: 1,
       err: "blockgraph: -drive file=/nonexistent.img,format=raw: Could not open '/nonexistent.img': No such file or directory\n",
     });
-    expect((await runHere(['-drive', `file=${image},format=raw,if=virtio`])).err).toBe(
-      `blockgraph: -drive file=${image},format=raw,if=virtio: machine type does not support if=virtio,bus=0,unit=0\n`,
+    expect((await runHere(['-drive', `file=${image},format=raw,if=ide,index=3`])).err).toBe(
+      `blockgraph: -drive file=${image},format=raw,if=ide,index=3: machine type does not support if=ide,bus=1,unit=1\n`,
     );
     expect((await runHere(['-hda', image, '-drive', `file=${image},format=raw,index=0`])).err).toBe(
       `blockgraph: -drive file=${image},format=raw,index=0: drive with bus=0, unit=0 (index=0) exists\n`,
     );
+  });
+
+  it("places -drive/-device on v86's IDE slots with qemu-system's errors (no machine starts)", async () => {
+    const none = ['-drive', `file=${image},format=raw,if=none,id=d0`];
+    const err = async (args: string[]) => (await runHere(args)).err;
+    expect(await err(['-hda', image, '-device', 'ide-hd,drive=nope'])).toBe(
+      "blockgraph: -device ide-hd,drive=nope: Property 'ide-hd.drive' can't find value 'nope'\n",
+    );
+    expect(await err(['-hda', image, ...none, '-device', 'ide-hd,drive=d0,bus=ide.0,unit=0'])).toBe(
+      'blockgraph: -device ide-hd,drive=d0,bus=ide.0,unit=0: IDE unit 0 is in use\n',
+    );
+    expect(await err(['-hda', image, '-device', 'ide-hd,drive=ide0-hd0'])).toBe(
+      "blockgraph: -device ide-hd,drive=ide0-hd0: Drive 'ide0-hd0' is already in use because it has been " +
+        "automatically connected to another device (did you need 'if=none' in the drive options?)\n",
+    );
+    expect(await err([...none, '-device', 'ide-hd,drive=d0', '-device', 'ide-hd,drive=d0'])).toBe(
+      "blockgraph: -device ide-hd,drive=d0: Drive 'd0' is already in use by another device\n",
+    );
+    expect(await err([...none, '-device', 'ide-hd,drive=d0,bus=ide.5'])).toBe(
+      "blockgraph: -device ide-hd,drive=d0,bus=ide.5: Bus 'ide.5' not found\n",
+    );
+    expect(await err([...none, '-device', 'ide-hd,drive=d0,unit=2'])).toBe(
+      "blockgraph: -device ide-hd,drive=d0,unit=2: Can't create IDE unit 2, bus supports only 2 units\n",
+    );
+    // QEMU accepts these; v86's IDE has no such device there.
+    expect(await err(['-hda', image, '-device', 'ide-cd,bus=ide.0'])).toBe(
+      'blockgraph: -device ide-cd,bus=ide.0: v86 has no ide-cd at ide.0 unit 1 ' +
+        '(only ide-hd at ide.0 units 0 and 1, ide-cd at ide.1 unit 0)\n',
+    );
+    expect(await err(['-hdb', image])).toBe(
+      'blockgraph: v86 has a disk at ide.0 unit 1 (hdb) only together with one at unit 0 (hda)\n',
+    );
+    expect(await err(['-hda', image, '-boot', 'order=cc'])).toBe(
+      "blockgraph: -boot order=cc: Boot device 'c' was given twice\n",
+    );
+    expect(await err(['-hda', image, '-boot', 'x'])).toBe("blockgraph: -boot x: Invalid boot device 'x'\n");
   });
 });

@@ -105,15 +105,30 @@ describe('V86Disk', () => {
     expect(called).toBe(false);
   });
 
-  it('hands failed requests to onError and never completes them', async () => {
+  it('hands failed requests to onError and to the failure path chosen at submission', async () => {
     const errors: string[] = [];
+    const failed: string[] = [];
     const { disk } = await setup(0, (op, offset, bytes) => errors.push(`${op} ${offset} ${bytes}`));
+    disk.failurePath = (op) => {
+      const issued = failed.length;
+      return (err) => failed.push(`${op} issued-after-${issued}: ${(err as Error).message}`);
+    };
     let completed = false;
     disk.get(SIZE - 512, 1024, () => (completed = true));
     disk.set(SIZE, new Uint8Array(512), () => (completed = true));
     await get(disk, 0, 512);
     expect(errors).toEqual([`read ${SIZE - 512} 1024`, `write ${SIZE} 512`]);
+    expect(failed).toEqual([
+      'read issued-after-0: Input/output error',
+      'write issued-after-0: Input/output error',
+    ]);
     expect(completed).toBe(false);
+  });
+
+  it('flush reaches the backend; its callback runs once it completed', async () => {
+    const { backend, disk } = await setup();
+    await new Promise<void>((resolve) => disk.flush(resolve));
+    expect(backend.stats().flush_operations).toBe(1);
   });
 
   it('counts what v86 asked for', async () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { qcow2Driver } from '../../src/drivers/format/qcow2.ts';
 import { BlockGraph } from '../../src/graph/graph.ts';
 import { checkNodeName } from '../../src/graph/node-name.ts';
 import { Perm, PERM_ALL } from '../../src/block/types.ts';
@@ -162,5 +163,35 @@ describe('release', () => {
     await expect(g.release(top)).rejects.toThrow('flush failed on close');
     expect(closed).toEqual(['top', 'child']);
     expect([...g.nodes.keys()]).toEqual([]);
+  });
+});
+
+describe('inline backing children', () => {
+  it('open read-only unless they say otherwise (bdrv_inherited_options for BDRV_CHILD_COW)', async () => {
+    const g = new BlockGraph();
+    const store = `backing-default-${Math.random()}`;
+    const file = await g.open({ driver: 'memory', store, size: 0 });
+    await qcow2Driver.creator.create(file, { size: 1 << 20 }, { children: new Map() });
+    await g.release(file);
+    const top = await g.blockdevAdd({
+      driver: 'qcow2',
+      'node-name': 'top',
+      file: { driver: 'memory', store },
+      backing: { driver: 'raw', 'node-name': 'base', file: mem({ 'node-name': 'basefile' }) },
+    });
+    expect(top.readOnly).toBe(false);
+    expect(g.lookup('base').readOnly).toBe(true);
+    expect(g.lookup('basefile').readOnly).toBe(true);
+    // An explicit option still wins.
+    const g2 = new BlockGraph();
+    await expect(
+      g2.blockdevAdd({
+        driver: 'qcow2',
+        'node-name': 'top',
+        file: { driver: 'memory', store },
+        backing: { driver: 'raw', 'node-name': 'base', 'read-only': false, file: mem() },
+      }),
+    ).resolves.toBeDefined();
+    expect(g2.lookup('base').readOnly).toBe(false);
   });
 });

@@ -174,7 +174,7 @@ describe('QMP commands', () => {
     const { execute } = await connect().negotiated();
     const [reply] = await execute('query-commands');
     expect(reply.return).toEqual([...COMMANDS.keys()].map((name) => ({ name })));
-    expect(COMMANDS.size).toBe(18);
+    expect(COMMANDS.size).toBe(28);
   });
 
   it('stop and cont emit STOP and RESUME before their return, and only on a change', async () => {

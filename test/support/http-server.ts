@@ -150,7 +150,8 @@ export class TestHttpServer {
     if (!m.noCors && !m.noExpose) res.setHeader('Access-Control-Expose-Headers', EXPOSED);
     if (req.method === 'OPTIONS') {
       res.setHeader('Access-Control-Allow-Methods', 'GET, HEAD');
-      res.setHeader('Access-Control-Allow-Headers', 'Range');
+      // v86's URL disks send X-Accept-Encoding: identity with every Range request.
+      res.setHeader('Access-Control-Allow-Headers', 'Range, X-Accept-Encoding');
       return finish(204);
     }
     if (m.delayMs) await new Promise((resolve) => setTimeout(resolve, m.delayMs));

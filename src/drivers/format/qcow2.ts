@@ -43,6 +43,7 @@ import { findSnapshot, readSnapshotTable, snapshotInfo, type Qcow2Snapshot } fro
 import { snapshotCreate, snapshotDelete, snapshotGoto, type SnapshotImage } from './qcow2/snapshot-write.ts';
 import { setBackingFile } from './qcow2/amend.ts';
 import { shrinkFile } from './qcow2/shrink-file.ts';
+import { dropVmState, readVmState, writeVmState, type VmStateSource } from './qcow2/vmstate.ts';
 
 const INCOMPAT_DIRTY = 1n;
 const INCOMPAT_CORRUPT = 2n;
@@ -545,8 +546,8 @@ class Qcow2Node implements BlockDriverOps {
 
   async snapshotCreate(name: string, opts: SnapshotCreateOptions = {}): Promise<void> {
     const now = Date.now();
-    await this.snapshotOp((img) =>
-      snapshotCreate(img, {
+    await this.snapshotOp(async (img) => {
+      await snapshotCreate(img, {
         name,
         id: opts.id,
         dateSec: opts.dateSec ?? Math.floor(now / 1000),
@@ -554,8 +555,10 @@ class Qcow2Node implements BlockDriverOps {
         vmStateSize: opts.vmStateSize,
         vmClockNsec: opts.vmClockNsec,
         icount: opts.icount === undefined ? undefined : BigInt(opts.icount),
-      }),
-    );
+      });
+      // The snapshot holds the VM state now; the active layer lets it go (qcow2/vmstate.ts).
+      if (opts.vmStateSize) await dropVmState(img, opts.vmStateSize);
+    });
   }
 
   async snapshotGoto(idOrName: string): Promise<void> {
@@ -567,6 +570,26 @@ class Qcow2Node implements BlockDriverOps {
     if (!this.snapshotImage)
       throw genericError(`Failed to remove snapshot from snapshot list: ${STRERROR.EPERM}`);
     await this.snapshotOp((img) => snapshotDelete(img, id, name));
+  }
+
+  /** qcow2_save_vmstate: see qcow2/vmstate.ts. */
+  async saveVmState(pos: number, src: Uint8Array): Promise<void> {
+    if (!this.snapshotImage) throw ioError('EPERM', 'qcow2: the node is read-only');
+    await writeVmState(this.snapshotImage, pos, src);
+  }
+
+  /** qcow2_load_vmstate, or a snapshot's state without loading it: see qcow2/vmstate.ts. */
+  async loadVmState(pos: number, dst: Uint8Array, snapshotId?: string): Promise<void> {
+    const writer = this.writer;
+    const source: VmStateSource = {
+      reader: this.reader,
+      size: this.size,
+      clusterSize: this.clusterSize,
+      extendedL2: this.extendedL2(),
+      snapshots: this.image.snapshots,
+      flush: writer && (() => writer.flush()),
+    };
+    await readVmState(source, pos, dst, snapshotId);
   }
 
   /** qcow2_change_backing_file: the header is rewritten once all metadata is written back. */

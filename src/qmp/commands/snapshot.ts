@@ -14,7 +14,7 @@ import { NOTHING } from './types.ts';
  * The node whose driver keeps the snapshots: `node` itself, or else (bdrv_snapshot_fallback)
  * the node below a driver whose only child is its primary one, as raw's and filters' is.
  */
-function snapshotNode(node: BlockNode): BlockNode | undefined {
+export function snapshotNode(node: BlockNode): BlockNode | undefined {
   if (node.ops.snapshotCreate) return node;
   const primary = node.primaryChild();
   if (!primary || [...node.children()].length !== 1) return undefined;

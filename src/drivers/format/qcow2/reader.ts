@@ -44,7 +44,8 @@ export class Qcow2Reader {
 
   constructor(
     private readonly engine: Qcow2Engine,
-    private readonly nodes: ReaderNodes,
+    /** Also what a reader of one of the image's snapshots reads through (qcow2/vmstate.ts). */
+    readonly nodes: ReaderNodes,
     /** Corruption marks the image corrupt and stops the node (writable nodes only). */
     private readonly fatal: boolean,
     private readonly onCorruption: (message: string) => void,
