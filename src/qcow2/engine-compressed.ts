@@ -5,22 +5,11 @@
  */
 import type { BlockgraphExports } from '../wasm/load.ts';
 import type { Qcow2Engine, WriteAnswer } from './engine.ts';
-import { Status } from './engine.ts';
+import { emptyWriteAnswer, Status } from './engine.ts';
 
 export class CompressedAllocator {
   private readonly exports: BlockgraphExports;
-  private readonly answer: WriteAnswer = {
-    status: 0,
-    bytes: 0,
-    host: 0,
-    regionStart: 0,
-    regionEnd: 0,
-    id: 0,
-    newL2: 0,
-    slot: 0,
-    loadBytes: 0,
-    loadPtr: 0,
-  };
+  private readonly answer = emptyWriteAnswer();
 
   constructor(engine: Qcow2Engine) {
     this.exports = engine.wasmExports();

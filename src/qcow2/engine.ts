@@ -170,12 +170,9 @@ export class EngineError extends Error {
   }
 }
 
-export class Qcow2Engine {
-  private ioView: BigUint64Array;
-  /** The L2 cache's configuration, to set it up afresh (dropL2Cache). */
-  private l2Geometry: [number, number] = [1, 512];
-  private readonly answer: MapAnswer = { status: 0, bytes: 0, host: 0, csize: 0, slot: 0, guest: 0 };
-  private readonly write: WriteAnswer = {
+/** A WriteAnswer to reuse for a binding's answers. */
+export function emptyWriteAnswer(): WriteAnswer {
+  return {
     status: 0,
     bytes: 0,
     host: 0,
@@ -187,6 +184,14 @@ export class Qcow2Engine {
     loadBytes: 0,
     loadPtr: 0,
   };
+}
+
+export class Qcow2Engine {
+  private ioView: BigUint64Array;
+  /** The L2 cache's configuration, to set it up afresh (dropL2Cache). */
+  private l2Geometry: [number, number] = [1, 512];
+  private readonly answer: MapAnswer = { status: 0, bytes: 0, host: 0, csize: 0, slot: 0, guest: 0 };
+  private readonly write = emptyWriteAnswer();
 
   private constructor(private readonly exports: BlockgraphExports) {
     this.ioView = this.freshIo();
