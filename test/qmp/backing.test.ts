@@ -6,29 +6,11 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BlockGraph } from '../../src/graph/graph.ts';
-import { QmpMonitor } from '../../src/qmp/monitor.ts';
 import { tempDir } from '../cli/helpers.ts';
+import { connect, type Message } from './in-process.ts';
 
-type Message = Record<string, unknown>;
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
-
-async function connect() {
-  const monitor = new QmpMonitor((emit) => new BlockGraph(emit));
-  const lines: string[] = [];
-  const session = monitor.connect((text) => lines.push(text));
-  const execute = async (execute: string, args?: Message): Promise<Message> => {
-    session.feed(`${JSON.stringify({ execute, ...(args && { arguments: args }) })}\n`);
-    await session.idle();
-    return lines
-      .splice(0)
-      .map((l) => JSON.parse(l) as Message)
-      .at(-1)!;
-  };
-  await execute('qmp_capabilities');
-  return execute;
-}
 
 describe('change-backing-file', () => {
   it('refuses a read-only image of the chain and leaves its header alone', async () => {
