@@ -6,16 +6,12 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/commit.ts';
-import { normalized, runOurs, runTool, tempDir } from './helpers.ts';
+import { mustRunIn, normalized, runOurs, runTool, tempDir } from './helpers.ts';
 
 const tmp = tempDir();
 afterAll(tmp.cleanup);
 
-function must(cmd: string, args: string[]): string {
-  const r = runTool(cmd, args, tmp.dir);
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const must = mustRunIn(tmp.dir);
 
 /** base (1 MiB of 1s, 3 MiB) ← mid (64k of 2s) ← top (4 MiB: data, zeros, data past base's end). */
 function chain(p: string): void {

@@ -8,16 +8,12 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/convert.ts';
-import { normalized, runOurs, runTool, tempDir } from './helpers.ts';
+import { mustRunIn, normalized, runOurs, runTool, tempDir } from './helpers.ts';
 
 const tmp = tempDir();
 afterAll(tmp.cleanup);
 
-function must(cmd: string, args: string[]): string {
-  const r = runTool(cmd, args, tmp.dir);
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const must = mustRunIn(tmp.dir);
 
 /** xorshift32 bytes: incompressible. */
 function noise(len: number, seed: number): Uint8Array {

@@ -6,16 +6,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/convert.ts';
-import { normalized, runOurs, runTool, tempDir } from './helpers.ts';
+import { mustRunIn, normalized, runOurs, runTool, tempDir } from './helpers.ts';
 
 const tmp = tempDir();
 afterAll(tmp.cleanup);
 
-function must(cmd: string, args: string[]): string {
-  const r = runTool(cmd, args, tmp.dir);
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const must = mustRunIn(tmp.dir);
 
 beforeAll(() => {
   must('qemu-img', ['create', '-q', '-f', 'qcow2', 'base.qcow2', '4M']);

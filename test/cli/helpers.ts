@@ -62,3 +62,12 @@ export function tempDir(): { dir: string; path: (name: string) => string; cleanu
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
+
+/** A runner for set-up steps in `dir`: runs a tool, fails the test with its stderr, returns stdout. */
+export function mustRunIn(dir: string): (cmd: string, args: string[]) => string {
+  return (cmd, args) => {
+    const r = runTool(cmd, args, dir);
+    if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+}

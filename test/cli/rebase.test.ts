@@ -7,16 +7,12 @@
 import { copyFileSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/rebase.ts';
-import { normalized, runOurs, runTool, tempDir } from './helpers.ts';
+import { mustRunIn, normalized, runOurs, runTool, tempDir } from './helpers.ts';
 
 const tmp = tempDir();
 afterAll(tmp.cleanup);
 
-function must(cmd: string, args: string[]): string {
-  const r = runTool(cmd, args, tmp.dir);
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
+const must = mustRunIn(tmp.dir);
 
 beforeAll(() => {
   must('qemu-img', ['create', '-q', '-f', 'qcow2', 'b1.qcow2', '4M']);

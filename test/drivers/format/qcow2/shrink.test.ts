@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureWasmBuilt } from '../../../wasm/ensure-built.ts';
-import { openRw, pattern, qemuCheck, qemuCompare, Scratch } from './write-helpers.ts';
+import { expectQemuClean, openRw, pattern, qemuCompare, Scratch } from './write-helpers.ts';
 
 const s = new Scratch();
 beforeAll(() => ensureWasmBuilt());
@@ -13,12 +13,6 @@ afterAll(() => s.remove());
 
 const KiB = 1024;
 const MiB = 1 << 20;
-
-function expectClean(path: string): void {
-  const check = qemuCheck(path);
-  expect(check.raw).not.toMatch(/ERROR|Leaked/);
-  expect([check.corruptions, check.leaks]).toEqual([0, 0]);
-}
 
 /** Allocated clusters as qemu-img check counts them ("N/M = ...% allocated"). */
 function allocated(path: string): number {
@@ -41,7 +35,7 @@ describe('qcow2 shrink', () => {
     await img.node.truncate(size);
     expect(img.node.length()).toBe(size);
     await img.node.flush();
-    expectClean(path);
+    expectQemuClean(path);
     expect(allocated(path)).toBeLessThan(before / 2);
     expect(qemuCompare(s, path, shadow.subarray(0, size))).toBe('identical');
     await img.node.truncate(6 * MiB);
@@ -50,7 +44,7 @@ describe('qcow2 shrink', () => {
     const grown = new Uint8Array(6 * MiB);
     grown.set(shadow.subarray(0, Math.ceil(size / cluster) * cluster));
     await img.close();
-    expectClean(path);
+    expectQemuClean(path);
     expect(qemuCompare(s, path, grown, 'grown.raw')).toBe('identical');
   });
 
@@ -62,7 +56,7 @@ describe('qcow2 shrink', () => {
     await img.node.ops.snapshotCreate!('full');
     await img.node.truncate(MiB);
     await img.close();
-    expectClean(path);
+    expectQemuClean(path);
     expect(qemuCompare(s, path, shadow.subarray(0, MiB))).toBe('identical');
     // qemu-img convert -l reads a snapshot at the image's current size: read it whole ourselves.
     const snap = await openRw(path, { 'read-only': true, 'x-snapshot': { name: 'full' } });

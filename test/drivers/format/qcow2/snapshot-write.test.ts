@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BlockNode } from '../../../../src/block/node.ts';
 import { ensureWasmBuilt } from '../../../wasm/ensure-built.ts';
-import { openRw, pattern, prng, qemuCheck, qemuCompare, Scratch } from './write-helpers.ts';
+import { expectQemuClean, openRw, pattern, prng, qemuCompare, Scratch } from './write-helpers.ts';
 
 const s = new Scratch();
 beforeAll(() => ensureWasmBuilt());
@@ -17,12 +17,6 @@ afterAll(() => s.remove());
 
 const KiB = 1024;
 const MiB = 1 << 20;
-
-function expectClean(path: string): void {
-  const check = qemuCheck(path);
-  expect(check.raw).not.toMatch(/ERROR|Leaked/);
-  expect([check.corruptions, check.leaks]).toEqual([0, 0]);
-}
 
 /** The guest content of snapshot `name` as qemu-img converts it to raw. */
 function snapshotContent(path: string, name: string): Uint8Array {
@@ -80,7 +74,7 @@ describe('qcow2 internal snapshots written by blockgraph', () => {
     const atSecond = shadow.slice();
     await scribble(img.node, shadow, 3, 40);
     await img.node.flush();
-    expectClean(path);
+    expectQemuClean(path);
     expect(names(path)).toEqual(['1 first', '2 second']);
     expect(same(snapshotContent(path, 'first'), atFirst)).toBe(true);
     expect(same(snapshotContent(path, 'second'), atSecond)).toBe(true);
@@ -90,7 +84,7 @@ describe('qcow2 internal snapshots written by blockgraph', () => {
     await ops.snapshotGoto!('first');
     await img.node.flush();
     expect(names(path)).toEqual(['1 first']);
-    expectClean(path);
+    expectQemuClean(path);
     const back = new Uint8Array(4 * MiB);
     await img.node.read(0, back);
     expect(same(back, atFirst)).toBe(true);
@@ -98,7 +92,7 @@ describe('qcow2 internal snapshots written by blockgraph', () => {
     const now = atFirst.slice();
     await scribble(img.node, now, 4, 30);
     await img.close();
-    expectClean(path);
+    expectQemuClean(path);
     expect(qemuCompare(s, path, now)).toBe('identical');
     expect(same(snapshotContent(path, 'first'), atFirst)).toBe(true);
   });
@@ -115,7 +109,7 @@ describe('qcow2 internal snapshots written by blockgraph', () => {
     await img.node.ops.snapshotDelete!('2');
     await img.close();
     expect(names(path)).toEqual(['1 a']);
-    expectClean(path);
+    expectQemuClean(path);
     expect(qemuCompare(s, path, atA)).toBe('identical');
   });
 
@@ -130,6 +124,6 @@ describe('qcow2 internal snapshots written by blockgraph', () => {
     await img.node.ops.snapshotCreate!('x');
     await img.close();
     expect(names(path)).toEqual(['7 x', '8 x']);
-    expectClean(path);
+    expectQemuClean(path);
   });
 });

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureWasmBuilt } from '../../../wasm/ensure-built.ts';
-import { openRw, qemuCheck, Scratch } from './write-helpers.ts';
+import { expectQemuClean, openRw, Scratch } from './write-helpers.ts';
 
 const s = new Scratch();
 beforeAll(() => ensureWasmBuilt());
@@ -49,12 +49,6 @@ function qemuVmState(path: string, bytes: number): Uint8Array {
   return out;
 }
 
-function expectClean(path: string): void {
-  const check = qemuCheck(path);
-  expect(check.raw).not.toMatch(/ERROR|Leaked/);
-  expect([check.corruptions, check.leaks]).toEqual([0, 0]);
-}
-
 function allocatedClusters(path: string): number {
   return (JSON.parse(s.run('qemu-img', 'check', '--output=json', path)) as { 'allocated-clusters': number })[
     'allocated-clusters'
@@ -80,7 +74,7 @@ describe('qcow2 VM state area', () => {
       await img.close();
       qemuIo(path, 'read -b -P 0xab 0 64k', 'read -b -P 0 64k 128k', 'read -b -P 0xcd 192k 8k');
       qemuIo(path, 'read -P 0x11 0 12M');
-      expectClean(path);
+      expectQemuClean(path);
       // 5 data clusters, an L2 table and maybe a moved L1: the 8 zero clusters took none.
       expect(allocatedClusters(path) - before).toBeLessThanOrEqual(7);
     });
@@ -116,7 +110,7 @@ describe('qcow2 VM state area', () => {
     expect(Buffer.compare(fromSnapshot, state)).toBe(0);
     expect(active.every((b) => b === 0)).toBe(true);
     expect(listed(path, 's1')).toMatch(/^1\s+s1\s+200 KiB \d{4}-\d\d-\d\d \d\d:\d\d:\d\d 00:00:01\.500\s*$/);
-    expectClean(path);
+    expectQemuClean(path);
     qemuIo(path, 'read -b -P 0 0 200k');
     // QEMU finds the state of the snapshot once it is applied (load_snapshot's order).
     const applied = s.path('snap-applied.qcow2');
@@ -161,6 +155,6 @@ describe('qcow2 VM state area', () => {
     const diff = ours.findIndex((b, i) => b !== theirs[i]);
     expect(diff, `first difference at ${diff}: ${ours[diff]} vs ${theirs[diff]}`).toBe(-1);
     expect(Buffer.compare(afterGoto, ours)).toBe(0);
-    expectClean(path);
+    expectQemuClean(path);
   });
 });

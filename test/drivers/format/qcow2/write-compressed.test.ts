@@ -11,7 +11,15 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BlockBackend } from '../../../../src/block/backend.ts';
 import { BlockIOError } from '../../../../src/block/errors.ts';
 import { BlockGraph } from '../../../../src/graph/graph.ts';
-import { Scratch, openRw, pattern, prng, qemuCheck, qemuCompare, type Opened } from './write-helpers.ts';
+import {
+  expectQemuClean,
+  openRw,
+  pattern,
+  prng,
+  qemuCompare,
+  Scratch,
+  type Opened,
+} from './write-helpers.ts';
 
 const scratch = new Scratch();
 afterAll(() => scratch.remove());
@@ -54,12 +62,6 @@ function compressedAt(path: string, cs = K64): number[] {
   return out;
 }
 
-function expectClean(path: string): void {
-  const c = qemuCheck(path);
-  expect({ corruptions: c.corruptions, leaks: c.leaks }, c.raw).toEqual({ corruptions: 0, leaks: 0 });
-  expect(c.raw).toMatch(/"check-errors": 0/);
-}
-
 async function errnoOf(p: Promise<unknown>): Promise<string | undefined> {
   const err = await p.then(
     () => undefined,
@@ -88,7 +90,7 @@ describe.each(['zlib', 'zstd'])('compressed writes, compression_type=%s', (type)
     await o.node.read(0, back);
     expect(Buffer.compare(back, shadow)).toBe(0);
     await o.close();
-    expectClean(path);
+    expectQemuClean(path);
     expect(qemuCompare(scratch, path, shadow)).toBe('identical');
     // The random cluster could not shrink: a normal cluster with a host offset.
     expect(compressedAt(path)).toEqual([0, K64, 2 * K64, 5 * K64, 7 * K64]);
@@ -116,7 +118,7 @@ describe.each(['zlib', 'zstd'])('compressed writes, compression_type=%s', (type)
     // 4 KiB clusters compressing to a few hundred bytes: many share each host cluster.
     for (let i = 0; i < 256; i++) await put(o, shadow, i * 4096, text(4096, 100 + i));
     await o.close();
-    expectClean(path);
+    expectQemuClean(path);
     expect(qemuCompare(scratch, path, shadow)).toBe('identical');
     const check = JSON.parse(
       spawnSync('qemu-img', ['check', '--output=json', path], { encoding: 'utf8' }).stdout,
@@ -143,7 +145,7 @@ describe.each(['zlib', 'zstd'])('compressed writes, compression_type=%s', (type)
     await o.node.discard(5 * cs, cs);
     shadow.fill(0, 5 * cs, 6 * cs);
     await o.node.flush();
-    expectClean(path);
+    expectQemuClean(path);
     // Then every one of them: all the shared host clusters are freed.
     for (let i = 0; i < 64; i += 2) {
       const p = pattern(cs, i + 2);
@@ -153,14 +155,14 @@ describe.each(['zlib', 'zstd'])('compressed writes, compression_type=%s', (type)
     await o.node.writeZeroes(cs, 63 * cs, { unmap: true });
     shadow.fill(0, cs, 64 * cs);
     await o.close();
-    expectClean(path);
+    expectQemuClean(path);
     expect(qemuCompare(scratch, path, shadow)).toBe('identical');
     expect(compressedAt(path, cs)).toEqual([]);
     // The freed space is reused by new compressed clusters.
     o = await openRw(path);
     for (let i = 100; i < 132; i++) await put(o, shadow, i * cs, text(cs, 300 + i));
     await o.close();
-    expectClean(path);
+    expectQemuClean(path);
     expect(qemuCompare(scratch, path, shadow)).toBe('identical');
     expect(compressedAt(path, cs)).toHaveLength(32);
   });
@@ -179,7 +181,7 @@ describe.each(['zlib', 'zstd'])('compressed writes, compression_type=%s', (type)
     shadow.set(text(K64, 3), 0);
     expect(await errnoOf(o.node.write(0, text(K64, 4), C))).toBe('EIO');
     await o.close();
-    expectClean(path);
+    expectQemuClean(path);
     expect(qemuCompare(scratch, path, shadow)).toBe('identical');
     expect(compressedAt(path)).toEqual([2 * K64, 3 * K64]);
   });
@@ -206,7 +208,7 @@ describe('compressed writes on other layouts', () => {
     await o.node.write(0, pattern(cs * 3, 1));
     shadow.set(pattern(cs * 3, 1), 0);
     await o.close();
-    expectClean(path);
+    expectQemuClean(path);
     expect(qemuCompare(scratch, path, shadow)).toBe('identical');
   });
 
@@ -216,7 +218,7 @@ describe('compressed writes on other layouts', () => {
     const shadow = new Uint8Array(8 << 20);
     await Promise.all(Array.from({ length: 200 }, (_, i) => put(o, shadow, i * 4096 * 7, text(4096, i))));
     await o.close();
-    expectClean(path);
+    expectQemuClean(path);
     expect(qemuCompare(scratch, path, shadow)).toBe('identical');
     expect(compressedAt(path, 4096)).toHaveLength(200);
   });

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BlockNode } from '../../../../src/block/node.ts';
+import { expect } from 'vitest';
 import { BlockGraph } from '../../../../src/graph/graph.ts';
 
 export class Scratch {
@@ -46,6 +47,13 @@ export function qemuCheck(path: string): { corruptions: number; leaks: number; r
   const r = spawnSync('qemu-img', ['check', '--output=json', path], { encoding: 'utf8' });
   const report = JSON.parse(r.stdout || '{}') as { corruptions?: number; leaks?: number };
   return { corruptions: report.corruptions ?? 0, leaks: report.leaks ?? 0, raw: r.stdout + r.stderr };
+}
+
+/** Asserts `qemu-img check` finds neither corruptions nor leaks in `path`. */
+export function expectQemuClean(path: string): void {
+  const c = qemuCheck(path);
+  expect({ corruptions: c.corruptions, leaks: c.leaks }, c.raw).toEqual({ corruptions: 0, leaks: 0 });
+  expect(c.raw).not.toMatch(/ERROR|Leaked/);
 }
 
 /** `qemu-img compare` of `path` against the raw `shadow`: its exit code (0 = identical). */
