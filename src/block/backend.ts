@@ -38,6 +38,8 @@ import {
 import type { BdrvChild, BlockNode, NodeParent } from './node.ts';
 import { nodeInfo } from './node-info.ts';
 import { RequestTracker, type RequestKind, type TrackedRequest } from './request-tracker.ts';
+import type { ThrottleGroupMember } from './throttle/group.ts';
+import { withThrottleInfo } from './throttle/backend-throttle.ts';
 import { Perm, type WriteFlags, type ZeroOptions } from './types.ts';
 
 export interface BackendOptions {
@@ -52,6 +54,11 @@ export interface BackendOptions {
   device?: string;
   /** The write cache is on (cache=writeback, the default); off makes every write FUA. */
   writeback?: boolean;
+  /**
+   * Explicit permissions taken and shared on the root (blk_new's perm and shared_perm), for
+   * block jobs; by default they follow readOnly and shareRw (see insert).
+   */
+  perms?: { readonly perm: number; readonly shared: number };
 }
 
 /**
@@ -90,6 +97,7 @@ export class BlockBackend implements NodeParent {
   private readonly rerror: ReadErrorPolicy;
   private readonly shareRw: boolean;
   private readonly writeback: boolean;
+  private readonly perms: BackendOptions['perms'];
   private removableMedia: boolean;
   private device: string | undefined;
   private devOps: BlockDevOps | undefined;
@@ -100,6 +108,11 @@ export class BlockBackend implements NodeParent {
   /** Wake-ups of requests parked by a `stop` action, called on `cont`. */
   private parked: (() => void)[] = [];
   private readonly resizeListeners = new Set<() => void>();
+  /**
+   * The I/O limits group this backend is a member of (-drive throttling.*, block_set_io_throttle);
+   * set and cleared through block/throttle/backend-throttle.ts.
+   */
+  throttle: ThrottleGroupMember | undefined;
   private readonly unlisten: () => void;
 
   /**
@@ -126,6 +139,7 @@ export class BlockBackend implements NodeParent {
     this.rerror = opts.rerror ?? 'report';
     this.shareRw = opts.shareRw === true;
     this.writeback = opts.writeback !== false;
+    this.perms = opts.perms;
     this.removableMedia = opts.removable === true;
     this.device = opts.device;
     this.unlisten = graph.runState.listen((running) => {
@@ -178,8 +192,9 @@ export class BlockBackend implements NodeParent {
    */
   insert(node: BlockNode): void {
     if (this.edge) throw genericError(`There already is a medium in device '${this.name}'`);
-    const perm = Perm.CONSISTENT_READ | (this.readOnly ? 0 : Perm.WRITE);
+    const perm = this.perms?.perm ?? Perm.CONSISTENT_READ | (this.readOnly ? 0 : Perm.WRITE);
     const shared =
+      this.perms?.shared ??
       Perm.CONSISTENT_READ | Perm.WRITE_UNCHANGED | Perm.RESIZE | (this.shareRw ? Perm.WRITE : 0);
     this.edge = this.graph.attach(this, node, 'root', perm, shared);
   }
@@ -196,6 +211,8 @@ export class BlockBackend implements NodeParent {
   /** Removes the medium and unregisters the backend from the graph (drive_del). */
   async close(): Promise<void> {
     await this.remove();
+    if (this.throttle) this.graph.objects.throttleGroups.leave(this.throttle);
+    this.throttle = undefined;
     this.unlisten();
     if (this.graph.backends.get(this.name) === this) {
       this.graph.backends.delete(this.name);
@@ -256,8 +273,16 @@ export class BlockBackend implements NodeParent {
    * completed or are parked until `cont`; new ones wait until `section` settles (so `section`
    * itself must not issue requests through this backend).
    */
-  drained<T>(section: () => Promise<T>): Promise<T> {
-    return this.tracker.drained(section);
+  async drained<T>(section: () => Promise<T>): Promise<T> {
+    // Throttled requests go at once while drained (blk_root_drained_begin), or a drain would wait
+    // for the limits.
+    const throttle = this.throttle;
+    throttle?.disableLimits();
+    try {
+      return await this.tracker.drained(section);
+    } finally {
+      throttle?.enableLimits();
+    }
   }
 
   stats(): BlockDeviceStats {
@@ -275,7 +300,7 @@ export class BlockBackend implements NodeParent {
     // Without a device QEMU reports removable media: a medium can be inserted and removed.
     const locked = this.devOps?.isMediumLocked() ?? false;
     Object.assign(info, { type: 'unknown', removable: !this.device || this.removableMedia, locked });
-    if (this.root) info.inserted = nodeInfo(this.root, this.writeback);
+    if (this.root) info.inserted = withThrottleInfo(nodeInfo(this.root, this.writeback), this.throttle);
     if (this.device && this.removableMedia) info.tray_open = this.devOps?.isTrayOpen() ?? false;
     if (this.iostatusOn()) info['io-status'] = this.iostatus;
     return info;
@@ -307,6 +332,10 @@ export class BlockBackend implements NodeParent {
 
   /** Attempts the request until it succeeds, is reported, or is ignored; parks it on `stop`. */
   private async run(req: TrackedRequest, plan: RequestPlan, paddedEnd: number): Promise<void> {
+    // I/O limits hold back reads and writes (zero writes included), not discards and flushes.
+    if (this.throttle && (plan.type === 'rd' || plan.type === 'wr')) {
+      await this.throttle.intercept(plan.bytes, plan.type === 'rd' ? 'read' : 'write');
+    }
     for (;;) {
       // Checked again: the medium may have changed while the request waited.
       const node = this.check(plan);

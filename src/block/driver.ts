@@ -4,7 +4,9 @@
  * operations. The generic BlockNode (node.ts) does what QEMU's block/io.c does around every driver:
  * bounds and read-only checks, request accounting, and the defaults for what a driver leaves out.
  */
+import type { PersistentBitmaps } from '../bitmaps/persistent.ts';
 import type { OptionsSchema } from '../config/schema.ts';
+import type { ObjectRegistry } from '../objects/registry.ts';
 import type { BlockNode } from './node.ts';
 import type { BlockStatus, ChildRole, DriverCapabilities, WriteFlags, ZeroOptions } from './types.ts';
 
@@ -24,6 +26,8 @@ export interface OpenContext {
   /** Opened children by option name (`file`, `backing`, `image`, ...); `null` = explicitly none. */
   readonly children: ReadonlyMap<string, BlockNode | null>;
   readonly emit: EventSink;
+  /** The graph's user-creatable objects (secrets, throttle groups); absent in hand-built contexts. */
+  readonly objects?: ObjectRegistry;
   /**
    * Opens a child the driver found out about itself (qcow2's backing file named in its header),
    * as bdrv_open_child does: options without `driver` have their format probed. The child is
@@ -110,6 +114,35 @@ export interface BlockDriverOps {
    * metadata; the backing child stays as it is. Failures are BlockIOErrors (EINVAL, EPERM).
    */
   changeBackingFile?(name: string, format: string): Promise<void>;
+  /**
+   * Dirty bitmaps stored in the image (qcow2's bitmaps extension): loaded at open, stored by
+   * BlockNode.close. Absent: block-dirty-bitmap-add refuses `persistent` on the node.
+   */
+  readonly persistentBitmaps?: PersistentBitmaps;
+  /**
+   * Live graph changes (graph/live.ts): from now on the child `name` (`file`, `backing`, ...) is
+   * `node`, or none when null — what a driver sees through bs->file / bs->backing after QEMU's
+   * bdrv_replace_child_noperm. Called with nothing in flight on this node, and called again with
+   * the old child if the change is rolled back. Throws a QmpError, changing nothing, when the
+   * driver cannot use `node` there. Absent: the node's children are fixed at open and the graph
+   * refuses the change.
+   */
+  replaceChild?(name: string, node: BlockNode | null): void;
+  /**
+   * blockdev-reopen in place (graph/reopen.ts): adopts `options` (the driver's own, validated,
+   * defaults applied, children removed) and `readOnly`, or throws a QmpError with QEMU's text
+   * and changes nothing. Called with nothing in flight, after a flush. Absent: a persistent
+   * driver is reopened by closing these ops and opening new ones over the same children; others
+   * accept only unchanged options.
+   */
+  reopen?(options: Readonly<Record<string, unknown>>, readOnly: boolean): Promise<void>;
+  /**
+   * bdrv_drained_begin / bdrv_drained_end reached this node (BlockDriver.bdrv_drain_begin/end):
+   * a driver that holds requests back (throttle) lets them go until drainEnd, so a drain never
+   * waits for it. Calls nest; every drainBegin is followed by one drainEnd.
+   */
+  drainBegin?(): void;
+  drainEnd?(): void;
 }
 
 /** QEMUSnapshotInfo members a new snapshot may set; the date defaults to now. */

@@ -60,6 +60,10 @@ export function imageInfo(node: BlockNode): Record<string, unknown> {
     info['full-backing-filename'] = backing.filename();
     info['backing-filename-format'] = backing.driver.name;
     info['backing-image'] = imageInfo(backing);
+  } else if (f?.backingFilename !== undefined) {
+    // Opened with backing: null, QEMU 7.2 still shows what the image records (measured over QMP).
+    info['backing-filename'] = f.backingFilename;
+    if (f.backingFormat !== undefined) info['backing-filename-format'] = f.backingFormat;
   }
   if (f?.snapshots?.length) info.snapshots = f.snapshots;
   const specific = node.ops.info?.();
@@ -96,5 +100,7 @@ export function nodeInfo(node: BlockNode, writeback = true): Record<string, unkn
     cache: { writeback, direct: cache.direct === true, 'no-flush': cache['no-flush'] === true },
     write_threshold: 0,
   });
+  // bdrv_query_dirty_bitmaps: present only when the node has bitmaps.
+  if (node.dirtyBitmaps.length > 0) info['dirty-bitmaps'] = node.dirtyBitmaps.map((b) => b.info());
   return info;
 }

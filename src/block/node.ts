@@ -4,6 +4,7 @@
  * argument and bounds checks, read-only enforcement, zero padding of reads past the end,
  * defaults for optional operations, and an in-flight counter so graph changes can drain.
  */
+import type { BdrvDirtyBitmap } from '../bitmaps/dirty-bitmap.ts';
 import type { BlockDriver, BlockDriverOps } from './driver.ts';
 import { ioError } from './errors.ts';
 import type { BlockStatus, ChildRole, WriteFlags, ZeroOptions } from './types.ts';
@@ -13,7 +14,8 @@ export interface BdrvChild {
   /** The option name the child was given under (`file`, `backing`, `image`, `test`, ...). */
   readonly name: string;
   readonly role: ChildRole;
-  readonly node: BlockNode;
+  /** Changes only in the graph's live changes (graph/live.ts), with nothing in flight. */
+  node: BlockNode;
   /** Permissions taken and shared (Perm bit masks); kept current by graph/permissions.ts. */
   perm: number;
   shared: number;
@@ -27,6 +29,12 @@ export interface NodeParent {
   readonly parentName: string;
   /** The node's length changed (QEMU's BdrvChildClass.resize, called by bdrv_parent_cb_resize). */
   resized?(): void;
+  /**
+   * Runs `section` with this parent quiesced (BdrvChildClass.drained_begin/end): its requests
+   * in flight have completed and new ones wait until `section` settles. BlockBackends have it;
+   * any other parent that issues requests (a job) should, so live graph changes can drain it.
+   */
+  drained?<T>(section: () => Promise<T>): Promise<T>;
 }
 
 const ZERO_CHUNK = 1 << 20;
@@ -38,15 +46,28 @@ export class BlockNode implements NodeParent {
   readonly parents: { parent: NodeParent; edge: BdrvChild }[] = [];
   private inFlight = 0;
   private idle: (() => void)[] = [];
+  private bitmaps: BdrvDirtyBitmap[] | undefined;
 
   constructor(
     readonly nodeName: string,
     readonly driver: BlockDriver,
-    readonly ops: BlockDriverOps,
+    /** Replaced only by blockdev-reopen (graph/reopen.ts), with nothing in flight. */
+    public ops: BlockDriverOps,
     public readOnly: boolean,
-    /** The options the node was opened with (after validation), for queries and reopen. */
-    readonly options: Readonly<Record<string, unknown>>,
+    /**
+     * The options the node was opened with (after validation), for queries and reopen; live
+     * changes replace the object (a changed child becomes its node-name, or null).
+     */
+    public options: Readonly<Record<string, unknown>>,
   ) {}
+
+  /**
+   * The node's dirty bitmaps (bs->dirty_bitmaps, src/bitmaps), newest first. Bitmaps the driver
+   * loaded from the image (persistent ones) are adopted at first use.
+   */
+  get dirtyBitmaps(): BdrvDirtyBitmap[] {
+    return (this.bitmaps ??= [...(this.ops.persistentBitmaps?.loaded ?? [])]);
+  }
 
   get parentName(): string {
     return this.nodeName;
@@ -107,17 +128,18 @@ export class BlockNode implements NodeParent {
       // bdrv_driver_pwritev_compressed: only drivers that can compress take the flag.
       const wc = this.ops.writeCompressed;
       if (!wc) throw ioError('ENOTSUP', `Node '${this.nodeName}' does not support compressed writes`);
-      return this.writeEvents('pwritev', () => wc.call(this.ops, offset, src));
+      return this.writeEvents('pwritev', offset, src.length, () => wc.call(this.ops, offset, src));
     }
     const write = this.ops.write;
     if (!write) throw ioError('EPERM', `Node '${this.nodeName}' does not support writes`);
-    await this.writeEvents('pwritev', () => write.call(this.ops, offset, src, flags));
+    await this.writeEvents('pwritev', offset, src.length, () => write.call(this.ops, offset, src, flags));
   }
 
   async writeZeroes(offset: number, bytes: number, opts: ZeroOptions = {}): Promise<void> {
     this.checkWrite(offset, bytes);
     const wz = this.ops.writeZeroes;
-    if (wz) return this.writeEvents('pwritev_zero', () => wz.call(this.ops, offset, bytes, opts));
+    if (wz)
+      return this.writeEvents('pwritev_zero', offset, bytes, () => wz.call(this.ops, offset, bytes, opts));
     // No native zeroing: write a bounded zero buffer repeatedly (bdrv_co_do_pwrite_zeroes fallback).
     const zeros = new Uint8Array(Math.min(bytes, ZERO_CHUNK));
     for (let done = 0; done < bytes; done += zeros.length) {
@@ -129,7 +151,14 @@ export class BlockNode implements NodeParent {
   async discard(offset: number, bytes: number): Promise<void> {
     this.checkWrite(offset, bytes);
     const discard = this.ops.discard;
-    if (discard) await this.track(() => discard.call(this.ops, offset, bytes));
+    if (!discard) return;
+    // bdrv_co_pdiscard returns before the request counts (and marks bitmaps) without discard=unmap.
+    const unmap = this.options.discard === 'unmap' || this.options.discard === 'on';
+    try {
+      await this.track(() => discard.call(this.ops, offset, bytes));
+    } finally {
+      if (unmap) this.setDirty(offset, bytes);
+    }
   }
 
   async flush(): Promise<void> {
@@ -164,7 +193,13 @@ export class BlockNode implements NodeParent {
     if (!truncate) throw ioError('ENOTSUP', `Image format driver does not support resize`);
     if (!Number.isSafeInteger(bytes) || bytes < 0) throw ioError('EINVAL');
     await this.track(() => truncate.call(this.ops, bytes));
+    for (const bitmap of this.dirtyBitmaps) bitmap.truncate(this.length());
     for (const { parent } of this.parents) parent.resized?.();
+  }
+
+  /** No request is in flight on this node. */
+  isIdle(): boolean {
+    return this.inFlight === 0;
   }
 
   /** Resolves when no request is in flight on this node. */
@@ -173,9 +208,21 @@ export class BlockNode implements NodeParent {
     return new Promise((resolve) => this.idle.push(resolve));
   }
 
+  /**
+   * Drains, stores the persistent dirty bitmaps (qcow2_inactivate), closes the driver. A failed
+   * store does not stop the close; it is reported afterwards with QEMU's text.
+   */
   async close(): Promise<void> {
     await this.drain();
+    let lost: unknown;
+    if (this.ops.persistentBitmaps) {
+      await this.ops.persistentBitmaps.store(this.dirtyBitmaps).catch((err: unknown) => (lost = err));
+    }
     await this.ops.close?.();
+    if (lost !== undefined) {
+      const why = lost instanceof Error ? lost.message : String(lost);
+      throw ioError('EIO', `Lost persistent bitmaps during inactivation of node '${this.nodeName}': ${why}`);
+    }
   }
 
   private checkWrite(offset: number, bytes: number): void {
@@ -186,14 +233,28 @@ export class BlockNode implements NodeParent {
     }
   }
 
-  /** Runs a write-type request between its blkdebug events (bdrv_aligned_pwritev). */
-  private async writeEvents(event: string, op: () => Promise<void>): Promise<void> {
+  /**
+   * Runs a write-type request between its blkdebug events (bdrv_aligned_pwritev); the range is
+   * dirty afterwards even if the request failed, as bdrv_co_write_req_finish marks it.
+   */
+  private async writeEvents(
+    event: string,
+    offset: number,
+    bytes: number,
+    op: () => Promise<void>,
+  ): Promise<void> {
     this.debugEvent(event);
     try {
       await this.track(op);
     } finally {
+      this.setDirty(offset, bytes);
       this.debugEvent('pwritev_done');
     }
+  }
+
+  /** bdrv_set_dirty: every enabled bitmap of the node (successors included) records the range. */
+  private setDirty(offset: number, bytes: number): void {
+    for (const bitmap of this.dirtyBitmaps) if (bitmap.enabled()) bitmap.set(offset, bytes);
   }
 
   private async track<T>(op: () => Promise<T>): Promise<T> {

@@ -6,7 +6,8 @@
 import { getopt, type LongOption } from './getopt.ts';
 import type { ImageSpec } from './image-opts.ts';
 import { checkFormatOptions } from './image-opts.ts';
-import { addObjects, type ObjectRegistry } from './objects.ts';
+import type { ObjectRegistry } from '../objects/registry.ts';
+import { addObjects } from './objects.ts';
 import { CliExit } from './program.ts';
 
 const COMMON_LONG: readonly LongOption[] = [

@@ -9,6 +9,7 @@ import type { BlockNode } from '../block/node.ts';
 import { imageInfo } from '../block/node-info.ts';
 import { resolveRelative } from '../drivers/format/qcow2/backing.ts';
 import { BlockGraph } from '../graph/graph.ts';
+import type { ObjectRegistry } from '../objects/registry.ts';
 import { sizeToStr } from './format.ts';
 import { parseImageArgs } from './img-args.ts';
 import { openImage, orCouldNotOpen, type ImageSpec } from './image-opts.ts';
@@ -29,7 +30,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     if (parsed.operands.length !== 1) throw new CliExit('Expecting one image file name', true);
     const chain = parsed.values('backing-chain').length > 0;
     const first: ImageSpec = { ...parsed.image, filename: parsed.operands[0] };
-    const infos = await collectImageInfo(first, chain);
+    const infos = await collectImageInfo(first, chain, parsed.objects);
     if (output === 'json') io.out(`${qobjectJson(chain ? infos : infos[0], true)}\n`);
     else io.out(infos.map(humanInfo).join('\n'));
     return 0;
@@ -41,14 +42,18 @@ export async function run(args: string[], io: CliIo): Promise<number> {
  * each opened on its own without its backing file (so an image whose backing file is missing
  * can still be shown), the next one by the resolved name and format its overlay records.
  */
-async function collectImageInfo(first: ImageSpec, chain: boolean): Promise<Record<string, unknown>[]> {
+async function collectImageInfo(
+  first: ImageSpec,
+  chain: boolean,
+  objects: ObjectRegistry,
+): Promise<Record<string, unknown>[]> {
   const infos: Record<string, unknown>[] = [];
   const seen = new Set<string>();
   for (let spec: ImageSpec | undefined = first; spec;) {
     if (seen.has(spec.filename))
       throw new CliExit(`Backing file '${spec.filename}' creates an infinite loop.`);
     seen.add(spec.filename);
-    const info = await imageInfoOf(spec);
+    const info = await imageInfoOf(spec, objects);
     infos.push(info);
     const next = info['full-backing-filename'] as string | undefined;
     const format = info['backing-filename-format'] as string | undefined;
@@ -58,8 +63,8 @@ async function collectImageInfo(first: ImageSpec, chain: boolean): Promise<Recor
 }
 
 /** One image's ImageInfo as qemu-img shows it: named as opened, its backing file as recorded. */
-async function imageInfoOf(spec: ImageSpec): Promise<Record<string, unknown>> {
-  const graph = new BlockGraph();
+async function imageInfoOf(spec: ImageSpec, objects: ObjectRegistry): Promise<Record<string, unknown>> {
+  const graph = new BlockGraph(undefined, objects);
   const image = await orCouldNotOpen(spec.filename, () =>
     openImage(graph, { ...spec, readOnly: true, noBacking: true }),
   );

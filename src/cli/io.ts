@@ -61,8 +61,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
   };
   return runReporting(io, async () => {
     checkFormatOptions('io', spec);
-    addObjects(values('object'));
-    const graph = new BlockGraph();
+    const graph = new BlockGraph(undefined, addObjects(values('object')));
     const ctx = filename === undefined ? undefined : await openDevice(graph, spec, io);
     try {
       return (await runCommands(ctx, commands, io)) ? 0 : 1;

@@ -51,6 +51,11 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   io: { summary: 'run I/O commands on a disk image (qemu-io)', load: () => import('./io.ts') },
   boot: { summary: 'boot v86 from disks served by the graph', load: () => import('./boot.ts') },
   publish: { summary: 'write an image as chunk files for http', load: () => import('./publish.ts') },
+  nbd: { summary: 'serve a disk image over NBD (qemu-nbd)', load: () => import('./nbd.ts') },
+  'nbd-bridge': {
+    summary: 'bridge WebSocket clients to an NBD server (for browsers)',
+    load: () => import('./nbd-bridge.ts'),
+  },
   daemon: { summary: 'serve QMP over the graph (qemu-storage-daemon)', load: () => import('./daemon.ts') },
 };
 

@@ -57,7 +57,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
       throw new CliExit('--output must be used with human or json as argument.');
     }
     const spec = { ...parsed.image, filename: parsed.operands[0], readOnly: true };
-    const graph = new BlockGraph();
+    const graph = new BlockGraph(undefined, parsed.objects);
     const image = await orCouldNotOpen(spec.filename, () => openImage(graph, spec));
     try {
       const length = image.node.length();

@@ -51,7 +51,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     } catch (err) {
       throw new CliExit(`${(err as Error).message}\n${PROGRAM}: Invalid options for file format '${format}'`);
     }
-    const graph = new BlockGraph();
+    const graph = new BlockGraph(undefined, parsed.objects);
     const source =
       filename === undefined
         ? undefined

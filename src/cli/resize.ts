@@ -38,7 +38,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     const relative = sizeArg.startsWith('+') ? 1 : sizeArg.startsWith('-') ? -1 : 0;
     const amount = parseSizeParam(relative === 0 ? sizeArg : sizeArg.slice(1));
 
-    const graph = new BlockGraph();
+    const graph = new BlockGraph(undefined, parsed.objects);
     const { blk } = await orCouldNotOpen(filename, () =>
       openBackend(graph, { ...parsed.image, filename }, ''),
     );

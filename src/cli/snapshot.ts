@@ -36,7 +36,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     const action = actions[0];
     const readOnly = action === undefined || action === 'l';
     const spec = { ...parsed.image, filename: parsed.operands[0], readOnly };
-    const graph = new BlockGraph();
+    const graph = new BlockGraph(undefined, parsed.objects);
     const image = await orCouldNotOpen(spec.filename, () => openImage(graph, spec));
     try {
       const snapshots = (imageInfo(image.node).snapshots as SnapshotInfo[] | undefined) ?? [];

@@ -5,12 +5,19 @@
  * that fails to load rejects every call with a message saying so.
  */
 import { proxy, releaseProxy, transfer, wrap, type Remote } from 'comlink';
-import type { DriveSpec, QmpEvent, WorkerApi } from '../worker/api.ts';
+import type {
+  DriveSpec,
+  PageMachine,
+  QmpEvent,
+  StoredImage,
+  StoredImageRef,
+  WorkerApi,
+} from '../worker/api.ts';
 import { registerErrorTransfer } from '../worker/errors.ts';
 import { DriveHandle } from './drive.ts';
 
 export { DriveHandle };
-export type { DriveSpec, QmpEvent };
+export type { DriveSpec, PageMachine, QmpEvent, StoredImage, StoredImageRef };
 
 /** Runs one call on the worker, rejecting if the worker failed to load or was terminated. */
 export type WorkerCall = <T>(fn: (worker: Remote<WorkerApi>) => Promise<T>) => Promise<T>;
@@ -76,10 +83,33 @@ export class BlockgraphClient {
     return this.call((w) => w.unregisterBlob(name));
   }
 
+  /** A -blockdev argument (keyval or JSON), opened as blockdev-add opens its options. */
+  blockdevAdd(arg: string): Promise<void> {
+    return this.call((w) => w.blockdevAdd(arg));
+  }
+
   /** A drive from a -drive string (`file=disk.qcow2,snapshot=on`) or a DriveSpec. */
   async addDrive(spec: string | DriveSpec): Promise<DriveHandle> {
     const info = await this.call((w) => w.addDrive(spec));
     return new DriveHandle(info, this.call);
+  }
+
+  /**
+   * Makes `machine` the one savevm / loadvm (QMP, HMP) save and restore; `description` names its
+   * configuration. null detaches it. The state crosses as a copy: a few MiB per savevm.
+   */
+  attachMachine(description: string, machine: PageMachine | null): Promise<void> {
+    return this.call((w) => w.attachMachine(description, machine && proxy(machine)));
+  }
+
+  /** The images kept in this browser's storage (OPFS files, idb images). */
+  listStoredImages(): Promise<StoredImage[]> {
+    return this.call((w) => w.listStoredImages());
+  }
+
+  /** Deletes a kept image; refused while a node has it open for writing. */
+  deleteStoredImage(ref: StoredImageRef): Promise<void> {
+    return this.call((w) => w.deleteStoredImage(ref));
   }
 
   isZero(data: Uint8Array): Promise<boolean> {

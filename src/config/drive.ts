@@ -13,6 +13,7 @@
  */
 import { genericError } from '../block/errors.ts';
 import { findDriver } from '../drivers/index.ts';
+import { driveThrottle, renameDriveOptions, THROTTLE_KEYS, type DriveThrottle } from './drive-throttle.ts';
 import { parseJsonFilename, protocolOptions } from './filename.ts';
 import { isPlainObject, unflatten } from './keyval.ts';
 import { parseQemuOpts, type ParsedOpts } from './qemu-opts.ts';
@@ -37,6 +38,8 @@ export interface DriveBackendConfig {
   readonly index: number;
   readonly bus: number;
   readonly unit: number;
+  /** I/O limits (throttling.*, bps=, ...) and their group; absent when no limit is set. */
+  readonly throttle?: DriveThrottle;
 }
 
 export interface DriveConfig {
@@ -86,8 +89,6 @@ const CACHE_MODES: Readonly<Record<string, { direct: boolean; noFlush: boolean; 
 const WERROR = ['report', 'ignore', 'stop', 'enospc'];
 const RERROR = ['report', 'ignore', 'stop'];
 const AIO = ['threads', 'native', 'io_uring'];
-/** The pre-throttling.* names QEMU still maps (blockdev.c: drive_new's rename table). */
-const THROTTLE_NAMES = /^(throttling\.|bps|iops|group$)/;
 /** Options the -drive layer consumes; everything else belongs to the nodes. */
 const DRIVE_KEYS = new Set([
   'file',
@@ -106,6 +107,7 @@ const DRIVE_KEYS = new Set([
   'rerror',
   'aio',
   'copy-on-read',
+  ...THROTTLE_KEYS,
 ]);
 
 /**
@@ -113,7 +115,7 @@ const DRIVE_KEYS = new Set([
  * for default ids, free units and duplicate checks. Throws QEMU 7.2's errors, in drive_new's order.
  */
 export function driveToConfig(drive: ParsedOpts, existing: readonly DriveConfig[] = []): DriveConfig {
-  const opts = renameReadOnly(drive.options);
+  const opts = renameDriveOptions(drive.options);
   const media = driveMedia(opts.media);
   const iface = driveInterface(opts.if);
   const { bus, unit, index } = placeDrive(opts, iface, existing);
@@ -129,6 +131,7 @@ export function driveToConfig(drive: ParsedOpts, existing: readonly DriveConfig[
   const cache = cacheMode(opts);
   const werror = pick(opts.werror, WERROR, 'enospc', (v) => `'${v}' invalid write error action`);
   const rerror = pick(opts.rerror, RERROR, 'report', (v) => `'${v}' invalid read error action`);
+  const throttle = driveThrottle(opts, id);
   checkUnsupported(opts, cache.direct);
   const { blockdev, probe } = driveBlockdev(opts, readOnly, cache);
   return {
@@ -147,21 +150,9 @@ export function driveToConfig(drive: ParsedOpts, existing: readonly DriveConfig[
       index,
       bus,
       unit,
+      ...(throttle ? { throttle } : {}),
     },
   };
-}
-
-/** `readonly` is the legacy alias of `read-only` (qemu_opt_rename). */
-function renameReadOnly(options: Readonly<Record<string, string>>): Record<string, string> {
-  const opts = { ...options };
-  if (opts.readonly !== undefined) {
-    if (opts['read-only'] !== undefined) {
-      throw genericError("'read-only' and its alias 'readonly' can't be used at the same time");
-    }
-    opts['read-only'] = opts.readonly;
-    delete opts.readonly;
-  }
-  return opts;
 }
 
 function driveMedia(value: string | undefined): DriveMedia {
@@ -259,10 +250,6 @@ function cacheMode(opts: Record<string, string>): CacheSettings {
 
 /** Options blockgraph has no implementation for yet are refused by name, not ignored. */
 function checkUnsupported(opts: Record<string, string>, direct: CacheSettings['direct']): void {
-  for (const key of Object.keys(opts)) {
-    if (THROTTLE_NAMES.test(key))
-      throw genericError(`-drive option '${key}' (I/O throttling) is not supported yet`);
-  }
   if (parseBool('copy-on-read', opts['copy-on-read'])) {
     throw genericError("-drive option 'copy-on-read' is not supported yet");
   }

@@ -15,7 +15,7 @@ export const COUNTER_OFFSET = CONTROL_OFFSET + 4096;
 const CONTROL_MAGIC = 'BLOCKGRAPH-CTL\n';
 const SECTOR = 512;
 
-export type GuestMode = 'check' | 'shell' | 'persist' | 'ioerror' | 'bench';
+export type GuestMode = 'check' | 'shell' | 'persist' | 'ioerror' | 'bench' | 'loop';
 
 export interface GuestControl {
   mode?: GuestMode;
@@ -25,6 +25,8 @@ export interface GuestControl {
   benchDisks?: readonly string[];
   /** bench: bytes read from each disk, a multiple of 1 MiB. */
   benchBytes?: number;
+  /** loop: rounds of the direct-write and write-loop checks before power-off; 0 = forever. */
+  loopRounds?: number;
 }
 
 /** Byte I/O on the guest's boot disk, as a BlockBackend offers it. */
@@ -60,6 +62,7 @@ function controlLines(control: GuestControl): string[] {
     ['disk', control.disk],
     ['bench.disks', control.benchDisks?.join(' ')],
     ['bench.bytes', control.benchBytes === undefined ? undefined : benchBytes(control.benchBytes)],
+    ['loop.rounds', control.loopRounds === undefined ? undefined : loopRounds(control.loopRounds)],
   ];
   return entries.flatMap(([key, value]) => {
     if (value === undefined) return [];
@@ -71,6 +74,13 @@ function controlLines(control: GuestControl): string[] {
 function benchBytes(n: number): string {
   if (!Number.isSafeInteger(n) || n <= 0 || n % (1 << 20) !== 0) {
     throw genericError(`guest control: bench.bytes must be a positive multiple of 1 MiB, not ${n}`);
+  }
+  return String(n);
+}
+
+function loopRounds(n: number): string {
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw genericError(`guest control: loop.rounds must be a whole number >= 0, not ${n}`);
   }
   return String(n);
 }

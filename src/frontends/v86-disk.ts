@@ -107,10 +107,12 @@ export class V86Disk {
     this.stats.setBytes += copy.length;
     this.patchCache(start, copy);
     const fail = this.failurePath('write');
+    // The length is taken now: a backend in a worker may transfer (detach) the buffer.
+    const bytes = copy.length;
     this.backend.write(start, copy).then(
       () => cb?.(),
       (err: unknown) => {
-        this.onError('write', start, copy.length, err);
+        this.onError('write', start, bytes, err);
         fail(err);
       },
     );

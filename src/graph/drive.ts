@@ -7,6 +7,7 @@
 import { BlockBackend, type BackendOptions } from '../block/backend.ts';
 import { genericError } from '../block/errors.ts';
 import type { BlockNode } from '../block/node.ts';
+import { setIoLimits } from '../block/throttle/backend-throttle.ts';
 import type { DriveConfig } from '../config/drive.ts';
 import { validateOptions } from '../config/validate.ts';
 import { findDriver } from '../drivers/index.ts';
@@ -21,8 +22,12 @@ export async function openDrive(graph: BlockGraph, drive: DriveConfig): Promise<
   const blockdev = drive.blockdev;
   if (!blockdev) throw genericError('Device needs media, but drive is empty');
   const node = await openDriveNode(graph, { ...drive, blockdev });
-  const { readOnly, werror, rerror, writeback } = drive.backend;
-  return attachBackend(graph, drive.id, node, { readOnly, werror, rerror, writeback });
+  const { readOnly, werror, rerror, writeback, throttle } = drive.backend;
+  const backend = await attachBackend(graph, drive.id, node, { readOnly, werror, rerror, writeback });
+  // blockdev_init: the drive's I/O limits, in its throttling.group or a group named after it.
+  if (throttle)
+    await setIoLimits(backend, graph.objects.throttleGroups, throttle.config, throttle.group, true);
+  return backend;
 }
 
 /**

@@ -13,7 +13,9 @@ import { RunState } from '../block/runstate.ts';
 import type { ChildRole } from '../block/types.ts';
 import { COMMON_NODE_OPTIONS, type OptionsSchema } from '../config/schema.ts';
 import { validateOptions, type OptionSource } from '../config/validate.ts';
+import { ObjectRegistry } from '../objects/registry.ts';
 import { findDriver } from '../drivers/index.ts';
+import { applyChanges, drainedAround, type GraphChange } from './live.ts';
 import { checkNodeName, NodeNameAllocator } from './node-name.ts';
 import { refreshPermissions } from './permissions.ts';
 import { PROBED, withProbedFormat } from './probe.ts';
@@ -40,7 +42,14 @@ export class BlockGraph {
   readonly runState = new RunState((event, data) => this.emit(event, data));
   private readonly names = new NodeNameAllocator();
 
-  constructor(readonly emit: EventSink = () => {}) {}
+  /**
+   * `objects` are the user-creatable objects (QEMU's /objects: secrets, throttle groups) the
+   * graph's drivers and QMP commands see; the CLI passes those its --object options made.
+   */
+  constructor(
+    readonly emit: EventSink = () => {},
+    readonly objects: ObjectRegistry = new ObjectRegistry(),
+  ) {}
 
   /** blockdev-add: opens a node (and its inline children) that lives until blockdevDel. */
   async blockdevAdd(options: Record<string, unknown>, source: OptionSource = 'qmp'): Promise<BlockNode> {
@@ -81,6 +90,11 @@ export class BlockGraph {
     if (node.parents.length > 0) throw genericError(`Block device ${name} is in use`);
     this.monitorOwned.delete(node);
     await this.release(node);
+  }
+
+  /** Whether blockdev-add created `node` (it then lives until blockdev-del). */
+  isMonitorOwned(node: BlockNode): boolean {
+    return this.monitorOwned.has(node);
   }
 
   /** Closes a node that lost its last user, and then its children that lost theirs. */
@@ -130,6 +144,33 @@ export class BlockGraph {
     await this.release(edge.node);
   }
 
+  /**
+   * bdrv_set_backing_hd / reopen's `file=`: `parent`'s child `name` becomes `child` (null: none),
+   * drained, permissions rechecked; the old child is released if nothing else uses it.
+   * See live.ts (applyChanges) for the refusals.
+   */
+  setChild(parent: BlockNode, name: string, child: BlockNode | null): Promise<void> {
+    return applyChanges(this, [{ op: 'set-child', parent, name, child }]);
+  }
+
+  /**
+   * bdrv_replace_node: every parent of `from` (nodes and BlockBackends) except `to` and the nodes
+   * below it now uses `to`, drained, permissions rechecked; `from` is released if unused.
+   */
+  replaceNode(from: BlockNode, to: BlockNode): Promise<void> {
+    return applyChanges(this, [{ op: 'replace-node', from, to }]);
+  }
+
+  /** Several set-child / replace-node steps as one drained change, undone together on refusal. */
+  applyChanges(changes: readonly GraphChange[]): Promise<void> {
+    return applyChanges(this, changes);
+  }
+
+  /** Runs `section` drained around `nodes` (bdrv_drained_begin/end; see live.ts). Sections nest. */
+  drained<T>(nodes: Iterable<BlockNode>, section: () => Promise<T>): Promise<T> {
+    return drainedAround(nodes, section);
+  }
+
   private async openNode(
     options: Record<string, unknown>,
     source: OptionSource,
@@ -173,6 +214,7 @@ export class BlockGraph {
       options: own,
       children,
       emit: this.emit,
+      objects: this.objects,
       openChild,
     };
     const ops = await driver.open(ctx);

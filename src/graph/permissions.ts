@@ -22,8 +22,11 @@ export function permNames(mask: number): string {
 /** The default permissions a node takes on a child, by driver kind and role (QEMU's bdrv_default_perms). */
 export function defaultChildPerms(node: BlockNode, req: ChildPermRequest): { perm: number; shared: number } {
   if (req.role === 'backing') {
-    // Backing files are only read by us; others may read them and rewrite them unchanged.
-    return { perm: Perm.CONSISTENT_READ, shared: Perm.CONSISTENT_READ | Perm.WRITE_UNCHANGED };
+    // Backing files are only read by us; others may read them and rewrite them unchanged, and
+    // write or resize them when our own users tolerate changing data — an overlay nobody uses
+    // (active commit's top after the pivot) does (bdrv_default_perms_for_cow).
+    const changing = req.parentShared & Perm.WRITE ? Perm.WRITE | Perm.RESIZE : 0;
+    return { perm: Perm.CONSISTENT_READ, shared: Perm.CONSISTENT_READ | Perm.WRITE_UNCHANGED | changing };
   }
   if (node.driver.kind === 'format' && node.driver.name !== 'raw') {
     // Metadata lives in the child: always read it consistently, own writes and resize.
@@ -43,27 +46,31 @@ export interface EdgeIn {
 
 /**
  * Recomputes every edge below `roots` and checks each node. Throws (restoring the old values)
- * on the first conflict.
+ * on the first conflict. `reopenedReadOnly` are nodes a reopen is making read-only: a writer on
+ * one of them gets bdrv_node_refresh_perm's reopen text instead of "Block node is read-only".
  */
-export function refreshPermissions(allNodes: Iterable<BlockNode>): void {
+export function refreshPermissions(
+  allNodes: Iterable<BlockNode>,
+  reopenedReadOnly: ReadonlySet<BlockNode> = new Set(),
+): void {
   const nodes = [...allNodes];
   const saved = nodes.flatMap((n) => n.childList.map((e) => [e, e.perm, e.shared] as const));
   try {
-    for (const node of topoOrder(nodes)) refreshNode(node);
+    for (const node of topoOrder(nodes)) refreshNode(node, reopenedReadOnly.has(node));
   } catch (err) {
     for (const [e, perm, shared] of saved) Object.assign(e, { perm, shared });
     throw err;
   }
 }
 
-function refreshNode(node: BlockNode): void {
+function refreshNode(node: BlockNode, reopenedReadOnly: boolean): void {
   let perm = 0;
   let shared = PERM_ALL;
   for (const { edge } of node.parents) {
     perm |= edge.perm;
     shared &= edge.shared;
   }
-  checkNode(node, node.parents);
+  checkNode(node, node.parents, reopenedReadOnly);
   if (node.options['force-share'] === true) shared = PERM_ALL;
   for (const edge of node.childList) {
     const req = { role: edge.role, parentPerm: perm, parentShared: shared, readOnly: node.readOnly };
@@ -74,9 +81,15 @@ function refreshNode(node: BlockNode): void {
 }
 
 /** Throws QEMU's error when two users of `node` are incompatible or a writer meets a read-only node. */
-export function checkNode(node: BlockNode, users: readonly EdgeIn[]): void {
+export function checkNode(node: BlockNode, users: readonly EdgeIn[], reopenedReadOnly = false): void {
   for (const a of users) {
-    if (a.edge.perm & WRITERS && node.readOnly) throw genericError('Block node is read-only');
+    if (a.edge.perm & WRITERS && node.readOnly) {
+      throw genericError(
+        reopenedReadOnly
+          ? `Read-only block node '${node.nodeName}' cannot support read-write users`
+          : 'Block node is read-only',
+      );
+    }
     for (const b of users) {
       if (a === b) continue;
       const conflict = a.edge.perm & ~b.edge.shared;

@@ -7,7 +7,7 @@ import { genericError } from '../block/errors.ts';
 
 /** QAPI types our commands use. An enum is a string with a fixed set of values. */
 export type ArgType =
-  'str' | 'bool' | 'int' | { readonly enum: readonly string[] } | { readonly list: ArgType };
+  'str' | 'bool' | 'int' | 'any' | { readonly enum: readonly string[] } | { readonly list: ArgType };
 
 export interface ArgSpec {
   readonly type: ArgType;
@@ -63,6 +63,7 @@ function checkValue(type: ArgType, value: unknown, path: string, name: string): 
 }
 
 function hasType(type: ArgType, value: unknown): boolean {
+  if (type === 'any') return true;
   if (type === 'bool') return typeof value === 'boolean';
   if (type === 'int') return Number.isInteger(value);
   if (type === 'str' || 'enum' in type) return typeof value === 'string';

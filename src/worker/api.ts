@@ -6,14 +6,26 @@
  */
 import { transfer } from 'comlink';
 import { genericError } from '../block/errors.ts';
+import { parseBlockdev } from '../config/blockdev.ts';
 import { registerBlob, registeredBlobs, unregisterBlob, type BlobLike } from '../drivers/protocol/blob.ts';
+import { attachMachine, type SavevmMachine } from '../frontends/savevm.ts';
 import { BlockGraph } from '../graph/graph.ts';
+import { addRootNode } from '../qmp/commands/block.ts';
 import { QmpMonitor } from '../qmp/monitor.ts';
 import type { WasmIo } from '../wasm/io.ts';
 import { DriveTable, type DriveInfo, type DriveSpec } from './drives.ts';
 import { QmpChannel, type QmpEvent } from './qmp-channel.ts';
+import {
+  deleteStoredImage,
+  listStoredImages,
+  type StoredImage,
+  type StoredImageRef,
+} from './stored-images.ts';
 
-export type { DriveInfo, DriveSpec, QmpEvent };
+export type { DriveInfo, DriveSpec, QmpEvent, StoredImage, StoredImageRef };
+
+/** A machine on the page, as savevm needs it (SavevmMachine without its description). */
+export type PageMachine = Omit<SavevmMachine, 'description' | 'vmClockNsec'>;
 
 export function createWorkerApi(io: Promise<WasmIo>) {
   // `quit` ends the page's QMP connection, as it ends QEMU's.
@@ -21,6 +33,7 @@ export function createWorkerApi(io: Promise<WasmIo>) {
   const channel = new QmpChannel(monitor);
   const drives = new DriveTable(monitor.graph);
   let blobSerial = 0;
+  let detachMachine: (() => void) | undefined;
 
   return {
     /** Answers once the worker runs: the client's sign that the module loaded. */
@@ -77,6 +90,15 @@ export function createWorkerApi(io: Promise<WasmIo>) {
       if (!unregisterBlob(name)) throw genericError(`No blob named '${name}' is registered`);
     },
 
+    /**
+     * A -blockdev argument (keyval, typed by the schema as QEMU types command-line options, or
+     * JSON, typed strictly as QMP): opens the node as blockdev-add does; QEMU's texts when refused.
+     */
+    async blockdevAdd(arg: string): Promise<void> {
+      const { options, source } = parseBlockdev(arg);
+      await addRootNode(monitor.graph, options, source);
+    },
+
     /** Makes a drive from a -drive string or a DriveSpec. */
     addDrive(spec: string | DriveSpec): Promise<DriveInfo> {
       return drives.add(spec);
@@ -114,6 +136,35 @@ export function createWorkerApi(io: Promise<WasmIo>) {
 
     driveLength(id: string): number {
       return drives.get(id).length();
+    },
+
+    /**
+     * Makes `machine` (a comlink proxy of the page's emulator: every member is async, so the
+     * proxy is a PageMachine as it is) the one savevm / loadvm save and restore, replacing any
+     * earlier one; `description` names its configuration (loadvm refuses a state saved under
+     * another). null detaches it.
+     */
+    attachMachine(description: string, machine: PageMachine | null): void {
+      detachMachine?.();
+      detachMachine = undefined;
+      if (!machine) return;
+      detachMachine = attachMachine(monitor.graph, {
+        description,
+        pause: () => machine.pause(),
+        resume: () => machine.resume(),
+        saveState: () => machine.saveState(),
+        restoreState: (state) => machine.restoreState(transfer(state, [state.buffer])),
+      });
+    },
+
+    /** The images kept in this browser (OPFS files, idb images). */
+    listStoredImages(): Promise<StoredImage[]> {
+      return listStoredImages();
+    },
+
+    /** Deletes a kept image; refused while a node has it open for writing. */
+    deleteStoredImage(ref: StoredImageRef): Promise<void> {
+      return deleteStoredImage(ref);
     },
   };
 }

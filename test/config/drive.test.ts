@@ -205,12 +205,8 @@ describe('-drive placement and ids (captured from qemu-system-x86_64 -M pc)', ()
     expect(() => drives(...strs)).toThrow(message);
   });
 
-  it('accepts aio=native with cache.direct, and refuses throttling by name', () => {
+  it('accepts aio=native with cache.direct (throttling: drive-throttle.test.ts)', () => {
     expect(() => drive('file=x,format=raw,aio=native,cache=none')).not.toThrow();
-    expect(() => drive('file=x,format=raw,bps=100')).toThrow(
-      "-drive option 'bps' (I/O throttling) is not supported yet",
-    );
-    expect(() => drive('file=x,format=raw,throttling.iops-total=5')).toThrow("'throttling.iops-total'");
     expect(() => drive('file=x,format=raw,copy-on-read=on')).toThrow("'copy-on-read' is not supported yet");
   });
 });

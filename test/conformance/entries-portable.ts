@@ -80,4 +80,19 @@ export const PORTABLE_FORMATS: readonly SuiteEntry[] = [
       return { options: { driver: 'blkdebug', image: raw }, destroy: child.destroy };
     },
   },
+  {
+    name: 'throttle (generous limits) over raw over memory',
+    caps: { ...rawDriver.capabilities, discardZeroes: true, sparse: true },
+    create: async (size) => {
+      const child = memoryImage(size);
+      const raw = { driver: 'raw', file: child.options };
+      // Limits every case stays under, so the suite checks forwarding, not waiting.
+      const limits = { 'bps-total': 1e12, 'iops-total': 1e9 };
+      return {
+        options: { driver: 'throttle', 'throttle-group': 'tg0', file: raw },
+        objects: [{ 'qom-type': 'throttle-group', id: 'tg0', limits }],
+        destroy: child.destroy,
+      };
+    },
+  },
 ];

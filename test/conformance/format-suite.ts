@@ -4,8 +4,16 @@
  * opened over a child added on its own and named by node-name, and that child cannot be deleted
  * while the format uses it. Browser-safe (see harness.ts).
  */
-import { BlockGraph } from '../../src/graph/graph.ts';
-import { check, checkBytes, prng, randomBytes, withImage, type Harness, type SuiteEntry } from './harness.ts';
+import {
+  check,
+  checkBytes,
+  graphFor,
+  prng,
+  randomBytes,
+  withImage,
+  type Harness,
+  type SuiteEntry,
+} from './harness.ts';
 import { ioCases } from './io-cases.ts';
 
 export function formatSuite(h: Harness, entries: readonly SuiteEntry[]): void {
@@ -31,7 +39,7 @@ function childByNameCase(h: Harness, entry: SuiteEntry): void {
     withImage(entry, 1 << 20, async (img, image) => {
       await img.close();
       const [key, child] = inlineChild(image.options);
-      const graph = new BlockGraph();
+      const graph = graphFor(image);
       await graph.blockdevAdd({ ...child, 'node-name': 'proto' });
       const open = () => graph.blockdevAdd({ ...image.options, [key]: 'proto', 'node-name': 'fmt' });
       const data = randomBytes(prng(99), 10_000);

@@ -7,6 +7,7 @@
 import { BlockIOError, type Errno } from '../../src/block/errors.ts';
 import type { DriverCapabilities } from '../../src/block/types.ts';
 import { BlockGraph } from '../../src/graph/graph.ts';
+import { createObject } from '../../src/objects/create.ts';
 import type { BlockNode } from '../../src/block/node.ts';
 
 export interface Harness {
@@ -27,12 +28,19 @@ export interface SuiteCaps extends Pick<DriverCapabilities, 'writable' | 'persis
   readonly readOnly?: boolean;
   /** The errno of a write past the end of a non-growable image; EIO if not given. */
   readonly beyondEndErrno?: Errno;
+  /**
+   * Opening read-only is refused with QEMU's "Block node is read-only": copy-on-read must be able
+   * to write its file, as in QEMU.
+   */
+  readonly readOnlyRefused?: boolean;
 }
 
 /** A fresh image made for one case. */
 export interface TestImage {
   /** blockdev-add options opening the image; opening them again sees the same image. */
   readonly options: Record<string, unknown>;
+  /** Objects the options name (object-add arguments: a throttle row's group), made per graph. */
+  readonly objects?: readonly Record<string, unknown>[];
   /** Frees what was made for it (temp files, named stores). */
   destroy(): Promise<void>;
 }
@@ -92,6 +100,13 @@ export function randomBytes(rand: (n: number) => number, n: number): Uint8Array 
   return out;
 }
 
+/** A fresh BlockGraph holding the objects `image` needs. */
+export function graphFor(image: Omit<TestImage, 'destroy'>): BlockGraph {
+  const graph = new BlockGraph();
+  for (const props of image.objects ?? []) createObject(graph.objects, props, { source: 'qmp' });
+  return graph;
+}
+
 /** One image opened through a fresh BlockGraph, as node 'img'. */
 export class Opened {
   private constructor(
@@ -99,9 +114,9 @@ export class Opened {
     readonly node: BlockNode,
   ) {}
 
-  static async open(options: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<Opened> {
-    const graph = new BlockGraph();
-    const node = await graph.blockdevAdd({ ...options, ...extra, 'node-name': 'img' });
+  static async open(image: Omit<TestImage, 'destroy'>, extra: Record<string, unknown> = {}): Promise<Opened> {
+    const graph = graphFor(image);
+    const node = await graph.blockdevAdd({ ...image.options, ...extra, 'node-name': 'img' });
     return new Opened(graph, node);
   }
 
@@ -124,7 +139,7 @@ export async function withImage(
 ): Promise<void> {
   const image = await entry.create(size);
   try {
-    const img = await Opened.open(image.options);
+    const img = await Opened.open(image);
     try {
       await body(img, image);
     } finally {

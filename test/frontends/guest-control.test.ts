@@ -51,6 +51,10 @@ describe('guest control block', () => {
     expect(await sectorText(backend, P2_LBA * 512 + CONTROL_OFFSET)).toBe(
       'BLOCKGRAPH-CTL\nmode=persist\ndisk=/dev/vda\n'.padEnd(512, '\0'),
     );
+    await writeGuestControl(backend, { mode: 'loop', loopRounds: 0 });
+    expect(await sectorText(backend, P2_LBA * 512 + CONTROL_OFFSET)).toBe(
+      'BLOCKGRAPH-CTL\nmode=loop\nloop.rounds=0\n'.padEnd(512, '\0'),
+    );
   });
 
   it('reads the boot counter as a little-endian 32-bit number', async () => {
@@ -70,6 +74,9 @@ describe('guest control block', () => {
     );
     await expect(writeGuestControl(backend, { benchBytes: 1000 })).rejects.toThrow(
       'bench.bytes must be a positive multiple of 1 MiB, not 1000',
+    );
+    await expect(writeGuestControl(backend, { loopRounds: -1 })).rejects.toThrow(
+      'loop.rounds must be a whole number >= 0, not -1',
     );
   });
 });

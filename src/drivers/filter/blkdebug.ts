@@ -21,6 +21,7 @@ import type { BlockNode } from '../../block/node.ts';
 import type { OptionsSchema } from '../../config/schema.ts';
 import { withDefaults } from '../options.ts';
 import { parseBlkdebugConfig } from './blkdebug-config.ts';
+import { childOrFilename } from './filename-child.ts';
 
 /** QAPI BlkdebugEvent, in QEMU 7.2's order. */
 export const BLKDEBUG_EVENTS = [
@@ -63,7 +64,9 @@ const SET_STATE_FIELDS: OptionsSchema = {
 };
 
 const OPTIONS = {
-  image: { type: 'child', role: 'image', required: true, help: 'the node requests are passed to' },
+  image: { type: 'child', role: 'image', help: 'the node requests are passed to' },
+  // What `blkdebug:CONFIG:IMAGE` leaves for open, as QEMU's parse_filename does.
+  'x-image': { type: 'str', help: '[internal use only, will be removed]' },
   config: { type: 'str', help: 'path to a blkdebug configuration file' },
   align: { type: 'size', help: 'required alignment in bytes (a power of two)' },
   'inject-error': {
@@ -152,19 +155,21 @@ export const blkdebugDriver = {
   capabilities: { writable: true, persistent: true, growable: true, discard: true, writeZeroes: true },
   protocols: ['blkdebug'],
 
-  /** `blkdebug:[CONFIG]:IMAGE`; the image is opened with the `file` driver (blkdebug_parse_filename). */
+  /**
+   * `blkdebug:[CONFIG]:IMAGE` (blkdebug_parse_filename); IMAGE is opened as a protocol node, so it
+   * may itself be `nbd:...`, a URL or, in the worker, a registered Blob's name.
+   */
   parseFilename(filename: string): Record<string, unknown> {
     const rest = filename.startsWith('blkdebug:') ? filename.slice('blkdebug:'.length) : filename;
     const colon = rest.indexOf(':');
     if (colon < 0) throw genericError('blkdebug requires both config file and image path');
-    const options: Record<string, unknown> = { image: { driver: 'file', filename: rest.slice(colon + 1) } };
+    const options: Record<string, unknown> = { 'x-image': rest.slice(colon + 1) };
     if (colon > 0) options.config = rest.slice(0, colon);
     return options;
   },
 
   async open(ctx): Promise<BlockDriverOps> {
-    const image = ctx.children.get('image');
-    if (!image) throw genericError('A block device must be specified for "image"');
+    const image = await childOrFilename(ctx, 'image', 'image', ctx.options['x-image'], false);
     const opts = withDefaults(OPTIONS, ctx.options);
     const rules = await loadRules(opts);
     const align = opts.align as number | undefined;
@@ -173,7 +178,7 @@ export const blkdebugDriver = {
   },
 } as const satisfies BlockDriver;
 
-/** Requests pass to `image` unless an active rule fails them first. */
+/** Requests pass to `image` (replaceable by a live graph change) unless an active rule fails them first. */
 function filterOps(image: BlockNode, rules: Rules): BlockDriverOps {
   const check = async (offset: number, bytes: number, iotype: IoType): Promise<void> => {
     const rule = rules.match(offset, bytes, iotype);
@@ -211,6 +216,11 @@ function filterOps(image: BlockNode, rules: Rules): BlockDriverOps {
     },
     truncate: (bytes) => image.truncate(bytes),
     debugEvent: (event) => rules.event(event),
+    replaceChild: (name, node) => {
+      if (name !== 'image' || !node)
+        throw genericError(`Cannot change the '${name}' child of a blkdebug node`);
+      image = node;
+    },
   };
 }
 

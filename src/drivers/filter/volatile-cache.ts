@@ -70,7 +70,7 @@ class VolatileCache {
   requests = 0;
   private tail: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly child: BlockNode) {
+  constructor(public child: BlockNode) {
     this.len = child.length();
   }
 
@@ -311,6 +311,14 @@ export const volatileCacheDriver = {
       flush: () => cache.mutating(() => cache.flush()),
       truncate: (bytes) => cache.mutating(() => cache.truncate(bytes)),
       close: () => cache.close(),
+      // Nothing is in flight when the graph swaps the child; the journal stays, as a page cache
+      // stays above a disk whose driver stack changed underneath.
+      replaceChild: (name, node) => {
+        if (name !== 'file' || !node) {
+          throw genericError(`Cannot change the '${name}' child of an x-volatile-cache node`);
+        }
+        cache.child = node;
+      },
     };
     CACHES.set(ops, cache);
     return ops;

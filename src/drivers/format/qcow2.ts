@@ -32,7 +32,13 @@ import { siblingFileOptions } from './qcow2/backing.ts';
 import { parseBitmapDirectory, type BitmapInfo } from './qcow2/bitmaps.ts';
 import { cacheSizes, cleanInterval } from './qcow2/cache-options.ts';
 import { openError } from './qcow2/errors.ts';
-import { parseExtensions, unsupportedFeatureText, type HeaderExtensions } from './qcow2/extensions.ts';
+import {
+  AUTOCLEAR_BITMAPS,
+  parseExtensions,
+  unsupportedFeatureText,
+  type HeaderExtensions,
+} from './qcow2/extensions.ts';
+import { Qcow2Bitmaps } from './qcow2/bitmaps-store.ts';
 import { QCOW2_OPTIONS } from './qcow2/options.ts';
 import { qcow2Creator } from './qcow2/create.ts';
 import { Qcow2Reader, type Extent } from './qcow2/reader.ts';
@@ -51,6 +57,8 @@ const INCOMPAT_DATA_FILE = 4n;
 const INCOMPAT_EXTL2 = 16n;
 const COMPAT_LAZY_REFCOUNTS = 1n;
 const AUTOCLEAR_DATA_FILE_RAW = 2n;
+/** The autoclear features blockgraph maintains (QCOW2_AUTOCLEAR_MASK): data-file-raw, bitmaps. */
+const AUTOCLEAR_KEPT = AUTOCLEAR_DATA_FILE_RAW | AUTOCLEAR_BITMAPS;
 const UINT_MAX = 0xffffffff;
 
 // QEMU's qcow2_probe: the magic and a version of at least 2 score 100.
@@ -85,6 +93,15 @@ export const qcow2Driver = {
  */
 export function qcow2Image(node: BlockNode): SnapshotImage | undefined {
   return node.ops instanceof Qcow2Node ? node.ops.snapshotImage : undefined;
+}
+
+/** The image's children, replaced in place by live graph changes. */
+interface ImageChildren {
+  file: BlockNode;
+  dataFile: BlockNode | undefined;
+  backing: BlockNode | undefined;
+  readonly clusterSize: number;
+  readonly compression: 'deflate' | 'zstd';
 }
 
 /** Everything open learns from the image before it can serve requests. */
@@ -162,27 +179,47 @@ async function openImage(ctx: OpenContext, file: BlockNode): Promise<BlockDriver
   const compression = header.compressionType === 1 ? 'zstd' : 'deflate';
   // Corruption is fatal only on a writable node (qcow2_signal_corruption: fatal && bdrv_is_writable).
   const fatal = !ctx.readOnly;
-  const nodes = { file, dataFile, backing, clusterSize, compression } as const;
+  // The one place the children live: everything below reads them from here at each use, so
+  // live graph changes (Qcow2Node.replaceChild) reach the reader, writers and snapshot code.
+  const nodes: ImageChildren = { file, dataFile, backing, clusterSize, compression };
   const reader = new Qcow2Reader(engine, nodes, fatal, (msg) =>
     ctx.emit('BLOCK_IMAGE_CORRUPTED', { device: '', 'node-name': ctx.nodeName, msg, fatal }),
   );
   const writer = ctx.readOnly
     ? undefined
-    : await openWriter(ctx, engine, reader, image, { file, dataFile, backing, refcountSlots: cacheGeometry });
+    : await openWriter(ctx, engine, reader, image, nodes, cacheGeometry);
   const node = new Qcow2Node(reader, writer, image, length, clusterSize, cleanInterval(engine, opts), {
     detectZeroes: (opts['detect-zeroes'] as string | undefined) ?? 'off',
     unmap: opts.discard === 'unmap' || opts.discard === 'on',
     zeroScan: new WasmIo(engine.wasmExports()),
   });
+  node.children = nodes;
+  node.persistentBitmaps = await Qcow2Bitmaps.load(
+    {
+      get file() {
+        return nodes.file;
+      },
+      writer,
+      clusterSize,
+      version: header.version,
+      length: size,
+      autoclear: writer ? header.autoclearFeatures & AUTOCLEAR_KEPT : header.autoclearFeatures,
+    },
+    ext.bitmaps,
+  );
   if (writer) {
     node.snapshotImage = {
-      file,
+      get file() {
+        return nodes.file;
+      },
       engine,
       writer,
       clusterSize,
       extendedL2: (header.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n,
       hasDataFile: dataFile !== undefined,
-      hasBacking: backing !== undefined,
+      get hasBacking() {
+        return nodes.backing !== undefined;
+      },
       size,
       refcountSlots: cacheGeometry,
       resize: (bytes) => node.truncate(bytes),
@@ -191,7 +228,9 @@ async function openImage(ctx: OpenContext, file: BlockNode): Promise<BlockDriver
       snapshots: image.snapshots,
     };
     node.compressedWriter = new CompressedWriter(engine, writer, {
-      file,
+      get file() {
+        return nodes.file;
+      },
       clusterSize,
       compression,
       hasDataFile: dataFile !== undefined,
@@ -224,20 +263,21 @@ async function openWriter(
   engine: Qcow2Engine,
   reader: Qcow2Reader,
   image: OpenedImage,
-  n: { file: BlockNode; dataFile?: BlockNode; backing?: BlockNode; refcountSlots: number },
+  n: ImageChildren,
+  refcountSlots: number,
 ): Promise<Qcow2Writer> {
   const h = image.header;
   const opts = ctx.options;
-  if (h.version >= 3 && (h.autoclearFeatures & ~AUTOCLEAR_DATA_FILE_RAW) !== 0n) {
+  if (h.version >= 3 && (h.autoclearFeatures & ~AUTOCLEAR_KEPT) !== 0n) {
     const b = new Uint8Array(8);
-    new DataView(b.buffer).setBigUint64(0, h.autoclearFeatures & AUTOCLEAR_DATA_FILE_RAW);
+    new DataView(b.buffer).setBigUint64(0, h.autoclearFeatures & AUTOCLEAR_KEPT);
     await n.file.write(88, b);
     await n.file.flush();
   }
   const clusterSize = 2 ** h.clusterBits;
   await readOr(
     () =>
-      engine.useRefcountTable(h.refcountTableOffset, h.refcountTableClusters, n.refcountSlots, (dst) =>
+      engine.useRefcountTable(h.refcountTableOffset, h.refcountTableClusters, refcountSlots, (dst) =>
         n.file.read(h.refcountTableOffset, dst),
       ),
     'Could not read refcount table',
@@ -248,9 +288,15 @@ async function openWriter(
     (opts['lazy-refcounts'] as boolean | undefined) ?? (h.compatibleFeatures & COMPAT_LAZY_REFCOUNTS) !== 0n;
   const unmap = opts.discard === 'unmap' || opts.discard === 'on';
   return new Qcow2Writer(engine, reader, {
-    file: n.file,
-    data: n.dataFile ?? n.file,
-    backing: n.backing,
+    get file() {
+      return n.file;
+    },
+    get data() {
+      return n.dataFile ?? n.file;
+    },
+    get backing() {
+      return n.backing;
+    },
     clusterSize,
     subclusterSize: extendedL2 ? clusterSize / 32 : clusterSize,
     version: h.version,
@@ -445,6 +491,10 @@ class Qcow2Node implements BlockDriverOps {
   snapshotImage: SnapshotImage | undefined;
   /** Compressed writes (read-write nodes). */
   compressedWriter: CompressedWriter | undefined;
+  /** Persistent dirty bitmaps (qcow2/bitmaps-store.ts). */
+  persistentBitmaps: Qcow2Bitmaps | undefined;
+  /** The children the reader, writers and snapshot code read at each use. */
+  children!: ImageChildren;
 
   constructor(
     private readonly reader: Qcow2Reader,
@@ -605,6 +655,17 @@ class Qcow2Node implements BlockDriverOps {
     this.image.ext.backingFormat = format;
   }
 
+  /**
+   * Live graph changes: a new `file` (a filter inserted above the same bytes) or a `backing`
+   * attached, swapped or dropped (blockdev-snapshot, stream, commit). The header's backing file
+   * name is not touched, as bdrv_set_backing_hd leaves it (change-backing-file rewrites it).
+   */
+  replaceChild(name: string, node: BlockNode | null): void {
+    if (name === 'backing') this.children.backing = node ?? undefined;
+    else if (name === 'file' && node) this.children.file = node;
+    else throw genericError(`Cannot change the '${name}' child of a qcow2 node`);
+  }
+
   /** Runs a snapshot operation, then re-reads the snapshot table it may have rewritten. */
   private async snapshotOp(op: (img: SnapshotImage) => Promise<void>): Promise<void> {
     const img = this.snapshotImage;
@@ -646,7 +707,8 @@ class Qcow2Node implements BlockDriverOps {
       'compression-type': compression,
       'lazy-refcounts': (h.compatibleFeatures & COMPAT_LAZY_REFCOUNTS) !== 0n,
     };
-    if (this.image.bitmaps.length > 0) out.bitmaps = this.image.bitmaps;
+    const bitmaps = this.persistentBitmaps?.info() ?? this.image.bitmaps;
+    if (bitmaps.length > 0) out.bitmaps = bitmaps;
     out['refcount-bits'] = 2 ** h.refcountOrder;
     if ((h.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n) {
       if (this.image.ext.dataFile !== undefined) out['data-file'] = this.image.ext.dataFile;

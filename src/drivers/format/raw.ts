@@ -39,15 +39,15 @@ export const rawDriver = {
 } as const satisfies BlockDriver;
 
 class RawImage implements BlockDriverOps {
-  private readonly hasSize: boolean;
+  private hasSize: boolean;
   private size: number;
   /** A probed image is written in whole first sectors, so the probe check sees all of it. */
   readonly requestAlignment: number;
 
   /** Checks offset and size against the child as raw_apply_options does, with its texts. */
   constructor(
-    private readonly file: BlockNode,
-    private readonly offset: number,
+    private file: BlockNode,
+    private offset: number,
     size: number | undefined,
     /** Opened by probing: writes may not turn it into something that probes as another format. */
     private readonly probed: boolean,
@@ -118,6 +118,21 @@ class RawImage implements BlockDriverOps {
     if (this.hasSize) throw ioError('ENOTSUP', 'Cannot resize fixed-size raw disks');
     await this.file.truncate(bytes + this.offset);
     this.size = bytes;
+  }
+
+  /** blockdev-reopen (raw_reopen_prepare): a new window, checked as at open, with its texts. */
+  async reopen(options: Readonly<Record<string, unknown>>): Promise<void> {
+    const opts = withDefaults(OPTIONS, options);
+    const next = new RawImage(this.file, opts.offset as number, opts.size as number | undefined, this.probed);
+    this.offset = next.offset;
+    this.hasSize = next.hasSize;
+    this.size = next.size;
+  }
+
+  /** Live graph changes: a new `file` (a filter inserted above the old one, say). */
+  replaceChild(name: string, node: BlockNode | null): void {
+    if (name !== 'file' || !node) throw genericError(`Cannot change the '${name}' child of a raw node`);
+    this.file = node;
   }
 
   /** raw_adjust_offset: the child offset of a request, refused if it leaves a fixed window. */

@@ -15,11 +15,17 @@ import type { VirtioBlkBackend } from '../virtio-blk/request.ts';
 import { attachVirtioBlk } from '../virtio-blk/v86-pci.ts';
 import { startBrowserMachine, type BrowserMachine, type BrowserMachineOptions } from './machine.ts';
 
-export type IdeSlot = 'hda' | 'hdb';
+export type IdeSlot = 'hda' | 'hdb' | 'cdrom';
 
 export interface DriveBootOptions extends Omit<BrowserMachineOptions, IdeSlot | 'onLoaded'> {
   hda?: DriveHandle;
   hdb?: DriveHandle;
+  /**
+   * A read-only medium in the ATAPI CD-ROM for the machine's life. The tray (QMP eject,
+   * blockdev-change-medium, ...) is not modelled in the browser: the worker's BlockBackend has
+   * no device ops that could reach v86 on the page (cdrom.ts is the in-process model).
+   */
+  cdrom?: DriveHandle;
   /** Data disks on virtio-blk-pci devices, in PCI slot order (the guest's vda, vdb, ...). */
   virtio?: readonly DriveHandle[];
   /** A request that failed after the drive's error policy let it through (default: console). */
@@ -31,12 +37,19 @@ export interface DriveMachine extends BrowserMachine {
   readonly disks: Partial<Record<IdeSlot, V86Disk>>;
 }
 
-/** v86's IDE channel 0 (`emulator.v86.cpu.devices.ide.primary`; not in v86's .d.ts). */
+/** v86's IDE channels (`emulator.v86.cpu.devices.ide.primary`, `.secondary`; not in v86's .d.ts). */
 interface V86Internals {
-  v86: { cpu: { devices: { ide: { primary?: Record<'master' | 'slave', V86IdeInterface> } } } };
+  v86: { cpu: { devices: { ide: Partial<Record<'primary' | 'secondary', IdeChannel>> } } };
 }
+type IdeChannel = Partial<Record<'master' | 'slave', V86IdeInterface>>;
 
-const IDE_UNITS = { hda: 'master', hdb: 'slave' } as const;
+/** Where v86 puts each disk: channel and unit. */
+const IDE_UNITS = {
+  hda: ['primary', 'master'],
+  hdb: ['primary', 'slave'],
+  cdrom: ['secondary', 'master'],
+} as const;
+const IDE_SLOTS = Object.keys(IDE_UNITS) as IdeSlot[];
 
 /** Starts v86 with `opts`' drives; destroying the machine leaves the drives open. */
 export async function bootFromDrives(
@@ -44,13 +57,14 @@ export async function bootFromDrives(
   opts: DriveBootOptions,
 ): Promise<DriveMachine> {
   const disks: Partial<Record<IdeSlot, V86Disk>> = {};
-  for (const slot of ['hda', 'hdb'] as const) {
+  for (const slot of IDE_SLOTS) {
     const handle = opts[slot];
     if (handle) disks[slot] = new V86Disk(driveBackend(handle), opts.onDiskError);
   }
   const machine = await startBrowserMachine({
     memorySize: opts.memorySize,
     assets: opts.assets,
+    screenContainer: opts.screenContainer,
     ...disks,
     onLoaded: (emulator) => {
       hookIdeDisks(emulator, disks);
@@ -91,11 +105,12 @@ export function driveBackend(handle: DriveHandle): DiskBackend & VirtioBlkBacken
  * guest flush costs nothing.
  */
 function hookIdeDisks(emulator: V86, disks: Partial<Record<IdeSlot, V86Disk>>): void {
-  const channel = (emulator as unknown as V86Internals).v86.cpu.devices.ide.primary;
-  for (const slot of ['hda', 'hdb'] as const) {
+  const { ide } = (emulator as unknown as V86Internals).v86.cpu.devices;
+  for (const slot of IDE_SLOTS) {
+    const [channel, unit] = IDE_UNITS[slot];
+    const iface = ide[channel]?.[unit];
     const disk = disks[slot];
-    if (!disk || !channel) continue;
-    disk.failurePath = new IdeHooks(channel[IDE_UNITS[slot]], { writeCache: true }).failurePath;
+    if (disk && iface) disk.failurePath = new IdeHooks(iface, { writeCache: true }).failurePath;
   }
 }
 

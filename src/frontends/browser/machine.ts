@@ -1,9 +1,9 @@
 /**
  * v86 in the page (DESIGN.md §5): the npm package's libv86.mjs and v86.wasm, Debian's SeaBIOS,
- * no screen, keyboard, mouse or speaker (a serial-console guest), the first serial port collected
- * in a SerialConsole. IDE disks are v86 disk objects (V86Disk over the worker's drives:
- * drives.ts) or v86's own images (`{ url, async: true, size }`, for comparison). Nothing here
- * knows the graph.
+ * no keyboard, mouse or speaker (a serial-console guest; a VGA screen only if given a container),
+ * the first serial port collected in a SerialConsole. IDE disks are v86 disk objects (V86Disk
+ * over the worker's drives: drives.ts) or v86's own images (`{ url, async: true, size }`, for
+ * comparison). Nothing here knows the graph.
  */
 import { V86 } from 'v86';
 import type { V86Image, V86Options } from 'v86';
@@ -19,8 +19,12 @@ export interface BrowserMachineOptions {
   memorySize?: number;
   hda?: DiskSource;
   hdb?: DiskSource;
+  /** The ATAPI CD-ROM's medium (IDE secondary master), fixed for the machine's life. */
+  cdrom?: DiskSource;
   /** Where v86.wasm and the BIOS files are served, if not where vite put them. */
   assets?: Partial<MachineAssets>;
+  /** Where v86 draws the VGA screen (v86's screen_container layout: a div and a canvas); none: no screen. */
+  screenContainer?: HTMLElement;
   /**
    * Called once v86 made its CPU and devices, before the first instruction: where hooks into its
    * devices and devices of ours (virtio-blk) attach.
@@ -38,6 +42,9 @@ export interface BrowserMachine {
   send(input: string | Uint8Array): void;
   pause(): Promise<void>;
   resume(): Promise<void>;
+  /** v86's save_state / restore_state (savevm, via the client's attachMachine): CPU, RAM, devices. */
+  saveState(): Promise<Uint8Array>;
+  restoreState(state: Uint8Array): Promise<void>;
   /** Stops the emulator and frees it; the machine cannot be used afterwards. */
   destroy(): Promise<void>;
 }
@@ -55,12 +62,14 @@ export async function startBrowserMachine(opts: BrowserMachineOptions): Promise<
     bios: { buffer: bios },
     vga_bios: { buffer: vgaBios },
     autostart: true,
+    screen_container: opts.screenContainer,
     disable_keyboard: true,
     disable_mouse: true,
     disable_speaker: true,
     // v86 accepts disk objects of ours though its .d.ts admits only images (DESIGN.md §5).
     hda: opts.hda as V86Image | undefined,
     hdb: opts.hdb as V86Image | undefined,
+    cdrom: opts.cdrom as V86Image | undefined,
   };
   const emulator = new V86(options);
   const serial = new SerialConsole();
@@ -74,6 +83,9 @@ export async function startBrowserMachine(opts: BrowserMachineOptions): Promise<
     send: (input) => emulator.serial_send_bytes(0, typeof input === 'string' ? encoder.encode(input) : input),
     pause: () => emulator.stop(),
     resume: () => emulator.run(),
+    saveState: async () => new Uint8Array(await emulator.save_state()),
+    // v86 wants an ArrayBuffer of exactly the state.
+    restoreState: (state) => emulator.restore_state(state.slice().buffer),
     destroy: () => emulator.destroy(),
   };
 }

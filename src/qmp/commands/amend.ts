@@ -43,8 +43,11 @@ export const xBlockdevAmend: QmpCommand = {
     }
     const amender = AMENDERS[node.driver.name];
     if (!amender) throw genericError('Driver does not support x-blockdev-amend');
-    await runSyncJob(ctx.graph, args['job-id'] as string, () =>
-      amender.amend(node, options, (args.force as boolean | undefined) ?? false),
+    await runSyncJob(
+      ctx.graph,
+      args['job-id'] as string,
+      () => amender.amend(node, options, (args.force as boolean | undefined) ?? false),
+      'amend',
     );
     return NOTHING;
   },

@@ -1,6 +1,6 @@
 /**
  * blockdev-create (qapi/block-core.json; block/create.c qmp_blockdev_create). QEMU 7.2 runs it as
- * a job named by the required `job-id`; blockgraph runs it synchronously (sync-job.ts).
+ * a job named by the required `job-id`; blockgraph's job answers when it concluded (sync-job.ts).
  * Drivers: every protocol with a ProtocolCreator (`file`: filename, size, preallocation) and every format driver
  * with a creator whose `file` (and `data-file`) are node-names or inline BlockdevOptions; `raw`
  * is refused as in QEMU, which has no raw blockdev-create.
@@ -19,7 +19,7 @@ import { NOTHING } from './types.ts';
 
 export const blockdevCreate: QmpCommand = {
   name: 'blockdev-create',
-  help: 'create an image (runs synchronously; its job events are emitted around it)',
+  help: 'create an image (a job of type create; the command answers once it concluded)',
   args: 'boxed',
   async run(ctx, args) {
     const jobId = args['job-id'];
@@ -33,7 +33,7 @@ export const blockdevCreate: QmpCommand = {
     const extra = Object.keys(args).find((k) => k !== 'job-id' && k !== 'options');
     if (extra !== undefined) throw genericError(`Parameter '${extra}' is unexpected`);
     const run = await prepare(ctx.graph, options as Record<string, unknown>);
-    await runSyncJob(ctx.graph, jobId, run);
+    await runSyncJob(ctx.graph, jobId, run, 'create');
     return NOTHING;
   },
 };

@@ -31,7 +31,7 @@ interface TrayDrive {
 }
 
 /** qmp_get_blk: the drive named by exactly one of `device` and `id`. */
-function lookupDrive(graph: BlockGraph, device?: string, id?: string): BlockBackend {
+export function lookupDrive(graph: BlockGraph, device?: string, id?: string): BlockBackend {
   if ((device === undefined) === (id === undefined))
     throw genericError("Need exactly one of 'device' and 'id'");
   const blk =

@@ -24,8 +24,11 @@ export const snapshotSave: QmpCommand = {
   args: { ...JOB, ...VMSTATE, ...DEVICES },
   async run(ctx, args) {
     const { tag, vmstate, devices } = args as { tag: string; vmstate: string; devices: string[] };
-    await runSyncJob(ctx.graph, args['job-id'] as string, () =>
-      saveVm(ctx.graph, { name: tag, overwrite: false, vmstate, devices }),
+    await runSyncJob(
+      ctx.graph,
+      args['job-id'] as string,
+      () => saveVm(ctx.graph, { name: tag, overwrite: false, vmstate, devices }),
+      'snapshot-save',
     );
     return NOTHING;
   },
@@ -37,8 +40,11 @@ export const snapshotLoad: QmpCommand = {
   args: { ...JOB, ...VMSTATE, ...DEVICES },
   async run(ctx, args) {
     const { tag, vmstate, devices } = args as { tag: string; vmstate: string; devices: string[] };
-    await runSyncJob(ctx.graph, args['job-id'] as string, () =>
-      loadVm(ctx.graph, { name: tag, vmstate, devices }),
+    await runSyncJob(
+      ctx.graph,
+      args['job-id'] as string,
+      () => loadVm(ctx.graph, { name: tag, vmstate, devices }),
+      'snapshot-load',
     );
     return NOTHING;
   },
@@ -50,7 +56,12 @@ export const snapshotDelete: QmpCommand = {
   args: { ...JOB, ...DEVICES },
   async run(ctx, args) {
     const { tag, devices } = args as { tag: string; devices: string[] };
-    await runSyncJob(ctx.graph, args['job-id'] as string, () => deleteVm(ctx.graph, { name: tag, devices }));
+    await runSyncJob(
+      ctx.graph,
+      args['job-id'] as string,
+      () => deleteVm(ctx.graph, { name: tag, devices }),
+      'snapshot-delete',
+    );
     return NOTHING;
   },
 };

@@ -1,25 +1,50 @@
 /**
- * Commands that QEMU 7.2 runs as jobs (blockdev-create, x-blockdev-amend), run synchronously
- * until blockgraph has jobs: the job is created, run and dismissed within the command. The
- * JOB_STATUS_CHANGE events are QEMU's (created, running, then waiting, pending, concluded — or
- * aborting, concluded — and null, as if auto-dismissed), and a failure is the command's error
- * instead of the concluded job's `error` in query-jobs.
+ * Commands that QEMU 7.2 runs as jobs and blockgraph's clients expect to finish within the
+ * command (blockdev-create, x-blockdev-amend, snapshot-save/-load/-delete): the job is a real
+ * job (query-jobs lists it while it runs; JOB_STATUS_CHANGE created, running, waiting, pending,
+ * concluded — or aborting, concluded — and null), but the command answers once it concluded, is
+ * auto-dismissed, and a failure is the command's error rather than the concluded job's `error`.
  */
-import { genericError } from '../../block/errors.ts';
+import { Job, type JobHost } from '../../jobs/job.ts';
+import { jobsOf } from '../../jobs/registry.ts';
 import type { BlockGraph } from '../../graph/graph.ts';
-import { WELL_FORMED } from '../../graph/node-name.ts';
 
-/** job_create's check of the id (id_wellformed), then the job's life around `body`. */
-export async function runSyncJob(graph: BlockGraph, jobId: string, body: () => Promise<void>): Promise<void> {
-  if (!WELL_FORMED.test(jobId)) throw genericError(`Invalid job ID '${jobId}'`);
-  const status = (s: string) => graph.emit('JOB_STATUS_CHANGE', { status: s, id: jobId });
-  status('created');
-  status('running');
-  try {
-    await body();
-  } catch (err) {
-    for (const s of ['aborting', 'concluded', 'null']) status(s);
-    throw err;
+/** A job whose work is one call; progress 0/1 until it returns, as QEMU's create jobs report. */
+class SyncJob extends Job {
+  failure: unknown;
+
+  constructor(
+    host: JobHost,
+    id: string,
+    readonly type: string,
+    private readonly body: () => Promise<void>,
+  ) {
+    super(host, { id });
+    this.total = 1;
   }
-  for (const s of ['waiting', 'pending', 'concluded', 'null']) status(s);
+
+  protected async run(): Promise<void> {
+    try {
+      await this.body();
+    } catch (err) {
+      this.failure = err;
+      throw err;
+    }
+    this.current = 1;
+  }
+}
+
+/** Runs `body` as a job `jobId` of QAPI JobType `type`; throws what `body` threw. */
+export async function runSyncJob(
+  graph: BlockGraph,
+  jobId: string,
+  body: () => Promise<void>,
+  type = 'create',
+): Promise<void> {
+  const registry = jobsOf(graph);
+  registry.checkId(jobId);
+  const job = new SyncJob(registry, jobId, type, body);
+  registry.add(job);
+  await job.concluded;
+  if (job.failure !== undefined) throw job.failure;
 }

@@ -204,11 +204,9 @@ describe('blkdebug: options and legacy filename', () => {
   it('parses blkdebug:[config]:image', () => {
     expect(blkdebugDriver.parseFilename('blkdebug:rules.cfg:/tmp/a.img')).toEqual({
       config: 'rules.cfg',
-      image: { driver: 'file', filename: '/tmp/a.img' },
+      'x-image': '/tmp/a.img',
     });
-    expect(blkdebugDriver.parseFilename('blkdebug::/tmp/a:b.img')).toEqual({
-      image: { driver: 'file', filename: '/tmp/a:b.img' },
-    });
+    expect(blkdebugDriver.parseFilename('blkdebug::/tmp/a:b.img')).toEqual({ 'x-image': '/tmp/a:b.img' });
     expect(() => blkdebugDriver.parseFilename('blkdebug:img')).toThrow(
       'blkdebug requires both config file and image path',
     );

@@ -24,6 +24,7 @@ const V2_LENGTH = 72;
 const V3_LENGTH = 112;
 const COMPAT_LAZY_REFCOUNTS = 1n;
 const INCOMPAT_DIRTY = 1n;
+const HDR_AUTOCLEAR = 88;
 
 interface Extension {
   readonly type: number;
@@ -113,6 +114,22 @@ export async function setBackingFile(
     h.extensions.push({ type: EXT_BACKING_FORMAT, data: new TextEncoder().encode(format) });
   }
   h.backingName = name;
+  await writeHeader(file, h);
+}
+
+/**
+ * The header half of qcow2-bitmap.c's update_ext_header_and_dir: the bitmaps extension becomes
+ * `ext` (undefined: none) and the autoclear bits `autoclear`, in one write of cluster 0.
+ */
+export async function setBitmapsExtension(
+  file: BlockNode,
+  ext: Uint8Array | undefined,
+  autoclear: bigint,
+): Promise<void> {
+  const h = await readHeader(file);
+  h.extensions = h.extensions.filter((e) => e.type !== EXT_BITMAPS);
+  if (ext) h.extensions.push({ type: EXT_BITMAPS, data: ext });
+  view(h.fixed).setBigUint64(HDR_AUTOCLEAR, autoclear);
   await writeHeader(file, h);
 }
 

@@ -40,7 +40,6 @@ export class Qcow2Reader {
   private broken = false;
   /** Corruption was reported once already; QEMU suppresses the later events. */
   private signaled = false;
-  readonly backing: BlockNode | undefined;
 
   constructor(
     private readonly engine: Qcow2Engine,
@@ -49,8 +48,11 @@ export class Qcow2Reader {
     /** Corruption marks the image corrupt and stops the node (writable nodes only). */
     private readonly fatal: boolean,
     private readonly onCorruption: (message: string) => void,
-  ) {
-    this.backing = nodes.backing;
+  ) {}
+
+  /** Read at each use: live graph changes may attach, swap or drop the backing node. */
+  get backing(): BlockNode | undefined {
+    return this.nodes.backing;
   }
 
   /** The extent starting at `offset`, at most `bytes` long, loading metadata as needed. */
@@ -176,7 +178,8 @@ export class Qcow2Reader {
       try {
         if (host + bytes > Number.MAX_SAFE_INTEGER) throw ioError('EIO');
         const buf = new Uint8Array(bytes);
-        file.debugEvent('l2_load');
+        // Refcount cache slots are tagged from 2^24 on (assembly/qcow2/cache.ts REFCOUNT_TAG).
+        file.debugEvent(slot >= 1 << 24 ? 'refblock_load' : 'l2_load');
         await file.read(host, buf);
         this.engine.fillSlot(slot, ptr, buf);
       } catch (err) {

@@ -67,6 +67,7 @@ export class CompressedWriter {
     const a = await this.writer.step(() => this.prepare(offset, packed.length));
     try {
       if (a.newL2 !== 0) await this.o.file.write(a.newL2, new Uint8Array(cs));
+      this.o.file.debugEvent('write_compressed');
       await this.o.file.write(a.host, packed);
     } catch (err) {
       this.alloc.abort(a.id);

@@ -95,8 +95,10 @@ export class Qcow2Writer {
       for (let pos = 0; pos < src.length;) {
         const a = await this.step(() => this.engine.prepareWrite(offset + pos, src.length - pos));
         const part = src.subarray(pos, pos + a.bytes);
-        if (a.status === Status.IN_PLACE) pending.push(this.o.data.write(a.host, part));
-        else pending.push(this.allocate(a, offset + pos, part));
+        if (a.status === Status.IN_PLACE) {
+          this.o.data.debugEvent('write_aio');
+          pending.push(this.o.data.write(a.host, part));
+        } else pending.push(this.allocate(a, offset + pos, part));
         pos += a.bytes;
       }
     } catch (err) {
@@ -247,14 +249,18 @@ export class Qcow2Writer {
   private allocate(a: WriteAnswer, offset: number, part: Uint8Array): Promise<void> {
     const done = (async () => {
       try {
-        if (a.newL2 !== 0) await this.o.file.write(a.newL2, new Uint8Array(this.o.clusterSize));
+        this.o.file.debugEvent('cluster_alloc');
+        if (a.newL2 !== 0) await this.zeroNewL2(a.newL2);
         const region = new Uint8Array(a.regionEnd - a.regionStart);
         const head = offset - a.regionStart;
         const tailAt = head + part.length;
+        const cow = head > 0 || tailAt < region.length;
         // The copies read the guest view as it is now: the L2 entries are not changed yet.
+        if (cow && this.o.backing) this.o.file.debugEvent('cow_read');
         if (head > 0) await this.reader.read(a.regionStart, region.subarray(0, head));
         if (tailAt < region.length) await this.reader.read(offset + part.length, region.subarray(tailAt));
         region.set(part, head);
+        this.allocationWriteEvents(cow);
         await this.o.data.write(a.host, region);
         this.engine.commit(a.id);
       } catch (err) {
@@ -286,7 +292,7 @@ export class Qcow2Writer {
   private createL2(id: number, table: number): Promise<void> {
     const done = (async () => {
       try {
-        await this.o.file.write(table, new Uint8Array(this.o.clusterSize));
+        await this.zeroNewL2(table);
         this.engine.commit(id);
       } catch (err) {
         this.engine.abort(id);
@@ -298,6 +304,25 @@ export class Qcow2Writer {
     })();
     this.allocs.set(id, done);
     return done;
+  }
+
+  /**
+   * The blkdebug events QEMU's qcow2 signals before the data write of an allocation: without
+   * copy-on-write regions write_aio; with them and a backing file cow_write (data merged into the
+   * COW write, perform_cow); without a backing file handle_alloc_space's cluster_alloc_space
+   * (zeroing the cluster) and then write_aio. Whether an old cluster's data is copied is not known
+   * here, so COW without a backing file always counts as zero COW.
+   */
+  private allocationWriteEvents(cow: boolean): void {
+    if (cow && this.o.backing) return this.o.file.debugEvent('cow_write');
+    if (cow) this.o.file.debugEvent('cluster_alloc_space');
+    this.o.data.debugEvent('write_aio');
+  }
+
+  /** l2_allocate's write of a new, empty L2 table. */
+  private zeroNewL2(table: number): Promise<void> {
+    this.o.file.debugEvent('l2_alloc_write');
+    return this.o.file.write(table, new Uint8Array(this.o.clusterSize));
   }
 
   private async writeZeroBuffer(offset: number, bytes: number): Promise<void> {
@@ -332,7 +357,10 @@ export class Qcow2Writer {
     const a = await this.step(() => this.engine.unshareL2(l1i));
     try {
       const table = new Uint8Array(this.o.clusterSize);
+      // l2_allocate's events for a table copied from the shared one.
+      this.o.file.debugEvent('l2_alloc_cow_read');
       await this.o.file.read(a.regionStart, table);
+      this.o.file.debugEvent('l2_alloc_write');
       await this.o.file.write(a.host, table);
     } catch (err) {
       this.pendingFrees.push({ first: a.host / this.o.clusterSize, count: 1, pass: false });
@@ -405,8 +433,11 @@ export class Qcow2Writer {
     own: number,
   ): Promise<boolean> {
     for (const s of slots) await this.checkOverlap(s.host, s.bytes.length, own);
+    // qcow2_cache_entry_flush's events.
+    const event = which === CacheId.L2 ? 'l2_update' : 'refblock_update_part';
     await Promise.all(
       slots.map(async (s) => {
+        this.o.file.debugEvent(event);
         await this.o.file.write(s.host, s.bytes);
         this.engine.cleaned(which, s.slot, s.gen);
       }),
@@ -419,6 +450,7 @@ export class Qcow2Writer {
     if (t.bytes.length === 0) return;
     try {
       await this.checkOverlap(t.offset + t.lo * 8, t.bytes.length, Overlap.REFCOUNT_TABLE);
+      this.o.file.debugEvent(t.moved ? 'reftable_grow' : 'reftable_update');
       await this.o.file.write(t.offset + t.lo * 8, t.bytes);
       if (t.moved) {
         // The new table and its blocks are on disk before the header points at them.
@@ -443,9 +475,11 @@ export class Qcow2Writer {
       // The L2 slices the entries point at are on disk first.
       await this.o.file.flush();
       await this.checkOverlap(t.offset + t.lo * 8, t.bytes.length, Overlap.ACTIVE_L1);
+      this.o.file.debugEvent(t.moved ? 'l1_grow_write_table' : 'l1_update');
       await this.o.file.write(t.offset + t.lo * 8, t.bytes);
       if (t.moved) {
         await this.o.file.flush();
+        this.o.file.debugEvent('l1_grow_activate_table');
         const h = new Uint8Array(12);
         const v = new DataView(h.buffer);
         v.setUint32(0, t.entries);
@@ -487,6 +521,7 @@ export class Qcow2Writer {
       }
     }
     await this.writeRefcountBlocks();
+    if (frees.length > 0) this.o.file.debugEvent('cluster_free');
     const cs = this.o.clusterSize;
     for (const [c] of discards) await this.o.file.discard(c * cs, cs).catch(() => {});
   }

@@ -1,0 +1,248 @@
+/**
+ * stream, commit and mirror with a guest writing all along: the result equals the guest's shadow
+ * copy, qemu-img check/compare accept the images, progress ends at total, and a failing target
+ * leaves the graph as it was.
+ */
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { backingOf } from '../../src/jobs/chain.ts';
+import { tempDir } from '../cli/helpers.ts';
+import { differs, drive, readAll, session, statuses, writeLoop, type Message } from './helpers.ts';
+
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
+const MiB = 1 << 20;
+const SIZE = 4 * MiB;
+
+function qemuImg(...args: string[]): string {
+  const r = spawnSync('qemu-img', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`qemu-img ${args.join(' ')}: ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+/** base (pattern 1 in the first MiB) <- mid (pattern 2 in the second) <- top, all qcow2. */
+function chain(prefix: string): Record<string, string> {
+  const p = (n: string) => tmp.path(`${prefix}-${n}.qcow2`);
+  qemuImg('create', '-q', '-f', 'qcow2', p('base'), String(SIZE));
+  spawnSync('qemu-io', ['-c', 'write -P 1 0 1M', p('base')]);
+  qemuImg('create', '-q', '-f', 'qcow2', '-b', p('base'), '-F', 'qcow2', p('mid'));
+  spawnSync('qemu-io', ['-c', 'write -P 2 1M 1M', p('mid')]);
+  qemuImg('create', '-q', '-f', 'qcow2', '-b', p('mid'), '-F', 'qcow2', p('top'));
+  return { base: p('base'), mid: p('mid'), top: p('top') };
+}
+
+/** Opens the chain as three blockdev-add nodes (base and mid writable, as commit needs). */
+async function openChain(
+  execute: (n: string, a?: Message) => Promise<Message>,
+  files: Record<string, string>,
+) {
+  const add = (name: string, backing: string | null) =>
+    execute('blockdev-add', {
+      driver: 'qcow2',
+      'node-name': name,
+      backing,
+      file: { driver: 'file', filename: files[name] },
+    });
+  expect(await add('base', null)).toEqual({ return: {} });
+  expect(await add('mid', 'base')).toEqual({ return: {} });
+  expect(await add('top', 'mid')).toEqual({ return: {} });
+}
+
+/** The raw image of `bytes`, for qemu-img compare. */
+function rawOf(name: string, bytes: Uint8Array): string {
+  const path = tmp.path(name);
+  writeFileSync(path, bytes);
+  return path;
+}
+
+describe('block jobs under guest writes', () => {
+  it('block-stream copies the chain into top and drops the backing file', async () => {
+    const files = chain('s');
+    const s = await session();
+    await openChain(s.execute, files);
+    const guest = drive(s.graph, 'd0', 'top');
+    const shadow = await readAll(guest);
+    const loop = writeLoop(guest, shadow);
+    expect(await s.execute('block-stream', { 'job-id': 's1', device: 'top', speed: 8 * MiB })).toEqual({
+      return: {},
+    });
+    const done = await s.waitEvent('BLOCK_JOB_COMPLETED');
+    await loop.stop();
+    expect(loop.writes).toBeGreaterThan(5);
+    expect(done).toEqual({ device: 's1', len: SIZE, offset: SIZE, speed: 8 * MiB, type: 'stream' });
+    expect(statuses(s.events, 's1')).toEqual([
+      'created',
+      'running',
+      'waiting',
+      'pending',
+      'concluded',
+      'null',
+    ]);
+    expect(differs(await readAll(guest), shadow)).toBeUndefined();
+    await guest.close();
+    await s.execute('blockdev-del', { 'node-name': 'top' });
+    expect(JSON.parse(qemuImg('info', '--output=json', files.top))['backing-filename']).toBeUndefined();
+    qemuImg('check', files.top);
+    qemuImg('compare', '-f', 'qcow2', '-F', 'raw', files.top, rawOf('s.raw', shadow));
+  });
+
+  it('a mirror under continuous writes gets ready and pivots without losing a write', async () => {
+    const files = chain('m');
+    qemuImg('create', '-q', '-f', 'qcow2', tmp.path('m-target.qcow2'), String(SIZE));
+    const s = await session();
+    await openChain(s.execute, files);
+    await s.execute('blockdev-add', {
+      driver: 'qcow2',
+      'node-name': 'tgt',
+      file: { driver: 'file', filename: tmp.path('m-target.qcow2') },
+    });
+    const guest = drive(s.graph, 'd0', 'top');
+    const shadow = await readAll(guest);
+    const loop = writeLoop(guest, shadow, 7);
+    // write-blocking: each guest write reaches the target too, so a guest writing flat out
+    // cannot keep the mirror from converging (in the background mode it could).
+    const mirror = { 'job-id': 'm1', device: 'd0', target: 'tgt', sync: 'full', 'buf-size': 256 * 1024 };
+    expect(await s.execute('blockdev-mirror', { ...mirror, 'copy-mode': 'write-blocking' })).toEqual({
+      return: {},
+    });
+    await s.waitEvent('BLOCK_JOB_READY');
+    const before = loop.writes;
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await s.execute('job-complete', { id: 'm1' })).toEqual({ return: {} });
+    const done = await s.waitEvent('BLOCK_JOB_COMPLETED');
+    expect(done.offset).toBe(done.len);
+    expect(guest.root!.nodeName).toBe('tgt');
+    // The guest keeps writing, now to the target.
+    await new Promise((r) => setTimeout(r, 30));
+    await loop.stop();
+    expect(loop.writes).toBeGreaterThan(before);
+    expect(differs(await readAll(guest), shadow)).toBeUndefined();
+    await guest.close();
+    await s.execute('blockdev-del', { 'node-name': 'tgt' });
+    qemuImg('check', tmp.path('m-target.qcow2'));
+    qemuImg('compare', '-f', 'qcow2', '-F', 'raw', tmp.path('m-target.qcow2'), rawOf('m.raw', shadow));
+  });
+
+  it('active block-commit goes ready and job-complete pivots the drive to the base', async () => {
+    const files = chain('c');
+    const s = await session();
+    await openChain(s.execute, files);
+    const guest = drive(s.graph, 'd0', 'top');
+    const shadow = await readAll(guest);
+    // Active commit copies in the background: the guest leaves it a few ms between writes.
+    const loop = writeLoop(guest, shadow, 3, 3);
+    expect(await s.execute('block-commit', { 'job-id': 'c1', device: 'd0' })).toEqual({ return: {} });
+    await s.waitEvent('BLOCK_JOB_READY', (d) => d.type === 'commit');
+    await s.execute('block-job-complete', { device: 'c1' });
+    await s.waitEvent('BLOCK_JOB_COMPLETED');
+    await loop.stop();
+    expect(guest.root!.nodeName).toBe('base');
+    expect(differs(await readAll(guest), shadow)).toBeUndefined();
+    await guest.close();
+    for (const n of ['top', 'mid', 'base']) await s.execute('blockdev-del', { 'node-name': n });
+    qemuImg('check', files.base);
+    qemuImg('compare', '-f', 'qcow2', '-F', 'raw', files.base, rawOf('c.raw', shadow));
+  });
+
+  it('intermediate block-commit folds mid into base and top takes base as backing', async () => {
+    const files = chain('i');
+    spawnSync('qemu-io', ['-c', 'write -P 3 2M 1M', files.top]);
+    const s = await session();
+    await openChain(s.execute, files);
+    const guest = drive(s.graph, 'd0', 'top');
+    const shadow = await readAll(guest);
+    const loop = writeLoop(guest, shadow, 5);
+    await s.execute('block-commit', { 'job-id': 'c2', device: 'd0', 'top-node': 'mid', 'base-node': 'base' });
+    const done = await s.waitEvent('BLOCK_JOB_COMPLETED');
+    await loop.stop();
+    expect(done).toMatchObject({ type: 'commit', len: SIZE, offset: SIZE });
+    expect(done.error).toBeUndefined();
+    expect(differs(await readAll(guest), shadow)).toBeUndefined();
+    await guest.close();
+    for (const n of ['top', 'mid', 'base']) await s.execute('blockdev-del', { 'node-name': n });
+    expect(JSON.parse(qemuImg('info', '--output=json', files.top))['backing-filename']).toBe(files.base);
+    qemuImg('check', files.top);
+    qemuImg('compare', '-f', 'qcow2', '-F', 'raw', files.top, rawOf('i.raw', shadow));
+  });
+
+  it('commit into a base opened read-only from the image header reopens it for the job', async () => {
+    const files = chain('h');
+    spawnSync('qemu-io', ['-c', 'write -P 3 2M 1M', files.top]);
+    const s = await session();
+    const fileOf = (name: string) => ({ driver: 'file', filename: files[name] });
+    expect(
+      await s.execute('blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: fileOf('top') }),
+    ).toEqual({
+      return: {},
+    });
+    const mid = backingOf(s.graph.lookup('top'))!;
+    const base = backingOf(mid)!;
+    expect([mid.readOnly, base.readOnly]).toEqual([true, true]);
+    const guest = drive(s.graph, 'd0', 'top');
+    const shadow = await readAll(guest);
+    const loop = writeLoop(guest, shadow, 11, 3);
+    // Intermediate: base is writable while mid is folded into it, read-only again afterwards.
+    await s.execute('block-commit', { 'job-id': 'i', device: 'd0', 'top-node': mid.nodeName });
+    expect(await s.waitEvent('BLOCK_JOB_COMPLETED', (d) => d.device === 'i')).not.toHaveProperty('error');
+    expect(backingOf(s.graph.lookup('top'))).toBe(base);
+    expect(base.readOnly).toBe(true);
+    // Active: the base becomes the drive's writable medium.
+    await s.execute('block-commit', { 'job-id': 'a', device: 'd0' });
+    await s.waitEvent('BLOCK_JOB_READY', (d) => d.device === 'a');
+    await s.execute('job-complete', { id: 'a' });
+    expect(await s.waitEvent('BLOCK_JOB_COMPLETED', (d) => d.device === 'a')).not.toHaveProperty('error');
+    await loop.stop();
+    expect(guest.root).toBe(base);
+    expect(base.readOnly).toBe(false);
+    expect(differs(await readAll(guest), shadow)).toBeUndefined();
+    await guest.close();
+    await s.execute('blockdev-del', { 'node-name': 'top' });
+    qemuImg('check', files.base);
+    qemuImg('compare', '-f', 'qcow2', '-F', 'raw', files.base, rawOf('h.raw', shadow));
+  });
+
+  it('a target failing writes: BLOCK_JOB_ERROR, the job fails, the drive stays on its source', async () => {
+    const s = await session();
+    await s.execute('blockdev-add', { driver: 'memory', 'node-name': 'src', size: SIZE });
+    await s.execute('blockdev-add', {
+      driver: 'raw',
+      'node-name': 'tgt',
+      file: {
+        driver: 'blkdebug',
+        'inject-error': [{ event: 'pwritev', errno: 5, once: false }],
+        image: { driver: 'memory', size: SIZE },
+      },
+    });
+    const guest = drive(s.graph, 'd0', 'src');
+    const shadow = await readAll(guest);
+    const loop = writeLoop(guest, shadow, 9);
+    await s.execute('blockdev-mirror', {
+      'job-id': 'e',
+      device: 'd0',
+      target: 'tgt',
+      sync: 'full',
+      'on-target-error': 'stop',
+    });
+    expect(await s.waitEvent('BLOCK_JOB_ERROR')).toEqual({ device: 'e', operation: 'write', action: 'stop' });
+    await s.waitEvent('JOB_STATUS_CHANGE', (d) => d.status === 'paused');
+    const [info] = (await s.execute('query-block-jobs')).return as Message[];
+    expect(info).toMatchObject({ 'io-status': 'failed', paused: true, status: 'paused' });
+    expect(await s.execute('job-complete', { id: 'e' })).toEqual({
+      error: {
+        class: 'GenericError',
+        desc: "Job 'e' in state 'paused' cannot accept command verb 'complete'",
+      },
+    });
+    await s.execute('job-cancel', { id: 'e' });
+    await s.waitEvent('BLOCK_JOB_CANCELLED');
+    await s.execute('blockdev-mirror', { 'job-id': 'r', device: 'd0', target: 'tgt', sync: 'full' });
+    const failed = await s.waitEvent('BLOCK_JOB_COMPLETED', (d) => d.device === 'r');
+    expect(failed).toMatchObject({ error: 'Input/output error', type: 'mirror' });
+    await loop.stop();
+    expect(guest.root!.nodeName).toBe('src');
+    expect(s.graph.lookup('src').parents.length).toBe(1);
+    expect(s.graph.lookup('tgt').parents.length).toBe(0);
+    expect(differs(await readAll(guest), shadow)).toBeUndefined();
+  });
+});
