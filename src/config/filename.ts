@@ -100,11 +100,8 @@ type FilenameParser = (filename: string, prefix: string) => Options;
 
 const curl: FilenameParser = (url, prefix) => ({ driver: prefix, url });
 
-/** Parsers for protocols whose drivers do not exist yet (NBD, curl); data only, no I/O. */
+/** Parsers for protocols without a driver of their own here (ftp, ftps); data only, no I/O. */
 const BUILTIN_PROTOCOLS: Readonly<Record<string, FilenameParser>> = {
-  nbd: (filename) => parseNbdFilename(filename),
-  'nbd+tcp': (filename) => parseNbdFilename(filename),
-  'nbd+unix': (filename) => parseNbdFilename(filename),
   http: curl,
   https: curl,
   ftp: curl,
@@ -112,7 +109,7 @@ const BUILTIN_PROTOCOLS: Readonly<Record<string, FilenameParser>> = {
 };
 
 /**
- * NBD filenames, as block/nbd.c's nbd_parse_filename converts them: a URI (nbd://, nbd+tcp://,
+ * NBD filenames (the nbd driver's parseFilename), as block/nbd.c's nbd_parse_filename converts them: a URI (nbd://, nbd+tcp://,
  * nbd+unix://) or the legacy `nbd:` form. `server.port` stays a string, as in QAPI's
  * InetSocketAddress.
  */

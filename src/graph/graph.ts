@@ -181,7 +181,7 @@ export class BlockGraph {
   ): Promise<BlockNode> {
     if (depth > MAX_DEPTH) throw genericError(`Too deeply nested options at '${path}'`);
     const driver = driverOf(options, path, source);
-    const raw = { ...pick(inherit, options), ...options };
+    const raw = { ...pick(inherit, options, source), ...options };
     const schema: OptionsSchema = { ...COMMON_NODE_OPTIONS, ...driver.options };
     const valid = validateOptions(schema, raw, { source, path, driverName: driver.name });
     const nodeName = this.assignName(valid['node-name']);
@@ -283,14 +283,33 @@ function driverOf(options: Record<string, unknown>, path: string, source: Option
   throw genericError(`Parameter 'driver' does not accept value '${String(name)}'`);
 }
 
+/**
+ * The inherited options `own` does not set, in the form its source gives values: the parent's
+ * are validated (typed), but a keyval child only takes strings, as QEMU's
+ * bdrv_inherited_options sets them (qdict_set_default_str).
+ */
 function pick(
   inherit: Record<string, unknown> | undefined,
   own: Record<string, unknown>,
+  source: OptionSource,
 ): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (!inherit) return out;
-  for (const key of INHERITED) if (!(key in own) && key in inherit) out[key] = inherit[key];
+  for (const key of INHERITED) {
+    if (key in own || !(key in inherit)) continue;
+    out[key] = source === 'cli' ? asKeyval(inherit[key]) : inherit[key];
+  }
   return out;
+}
+
+/** A typed option value as keyval spells it: booleans on/off, numbers as text, objects nested. */
+function asKeyval(value: unknown): unknown {
+  if (typeof value === 'boolean') return value ? 'on' : 'off';
+  if (typeof value === 'number') return String(value);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, asKeyval(v)]));
+  }
+  return value;
 }
 
 function detachEdge(edge: BdrvChild): void {

@@ -15,7 +15,7 @@ import { BdrvDirtyBitmap } from '../bitmaps/dirty-bitmap.ts';
 import { abdicate, createSuccessor, reclaim } from '../bitmaps/node-bitmaps.ts';
 import type { BlockNode } from '../block/node.ts';
 import { CopyBeforeWrite } from '../drivers/filter/copy-before-write.ts';
-import { BlockJob, type BlockJobOptions } from './block-job.ts';
+import { BlockJob, type BlockJobOptions, type OnError } from './block-job.ts';
 import type { JobRegistry } from './registry.ts';
 
 export type BackupSync = 'full' | 'top' | 'none' | 'bitmap';
@@ -29,6 +29,8 @@ export interface BackupOptions extends BlockJobOptions {
   readonly bitmapMode?: BitmapMode;
   /** The cbw filter's node-name (filter-node-name); auto-named when absent. */
   readonly filterNodeName?: string;
+  readonly onSourceError?: OnError;
+  readonly onTargetError?: OnError;
 }
 
 /** How much the background copy does between pause points. */
@@ -83,11 +85,28 @@ export class BackupJob extends BlockJob {
       for (let at = run.offset; at < run.offset + run.bytes; at += CHUNK) {
         await this.pausePoint();
         const n = Math.min(CHUNK, run.offset + run.bytes - at);
-        await cbw.copy(at, n);
+        await this.copyRetrying(cbw, at, n);
         await this.throttle(n);
       }
     }
     await this.opts.target.flush();
+  }
+
+  /**
+   * backup_loop's retry: a failed copy is reported (the job fails), or retried after `ignore`,
+   * or after the pause `stop` puts the job in (job-resume), per on-source/target-error.
+   */
+  private async copyRetrying(cbw: CopyBeforeWrite, offset: number, bytes: number): Promise<void> {
+    for (;;) {
+      try {
+        return await cbw.copy(offset, bytes);
+      } catch (err) {
+        const onTarget = cbw.failedOnTarget;
+        const policy = (onTarget ? this.opts.onTargetError : this.opts.onSourceError) ?? 'report';
+        if (this.errorAction(policy, !onTarget, err) === 'report') throw err;
+        await this.pausePoint();
+      }
+    }
   }
 
   /** backup_commit: the bitmap's bits become what was written meanwhile (unless `never`). */

@@ -4,9 +4,10 @@
  * its I/O (so drains and permissions see the job like any other user), the on-error policies and
  * the io-status they set, and the BLOCK_JOB_* event data.
  */
-import { BlockBackend } from '../block/backend.ts';
+import { BlockBackend, type BackendOptions } from '../block/backend.ts';
 import { errnoOf, genericError } from '../block/errors.ts';
 import type { BlockNode } from '../block/node.ts';
+import type { BlockGraph } from '../graph/graph.ts';
 import { Job, type JobOptions } from './job.ts';
 import { RateLimit } from './ratelimit.ts';
 import { setReadOnly } from './read-only.ts';
@@ -22,6 +23,21 @@ export interface BlockJobOptions extends JobOptions {
 
 /** What a failed request leads to (QAPI BlockErrorAction). */
 export type ErrorAction = 'report' | 'ignore' | 'stop';
+
+/** The job's own BlockBackend: a drain over it pauses the job (child_job_drained_begin). */
+class JobBackend extends BlockBackend {
+  constructor(
+    private readonly job: Job,
+    graph: BlockGraph,
+    opts: BackendOptions,
+  ) {
+    super(graph, '', opts);
+  }
+
+  override drained<T>(section: () => Promise<T>): Promise<T> {
+    return super.drained(() => this.job.whileDrained(section));
+  }
+}
 
 export abstract class BlockJob extends Job {
   speed = 0;
@@ -82,7 +98,7 @@ export abstract class BlockJob extends Job {
    * (Perm masks); closed when the job ends. Throws QEMU's permission errors on a conflict.
    */
   protected openBackend(node: BlockNode, perm: number, shared: number): BlockBackend {
-    const backend = new BlockBackend(this.registry.graph, '', { perms: { perm, shared } });
+    const backend = new JobBackend(this, this.registry.graph, { perms: { perm, shared } });
     backend.insert(node);
     this.backends.push(backend);
     return backend;

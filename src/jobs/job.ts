@@ -176,6 +176,21 @@ export abstract class Job {
     if (--this.pauseCount === 0) this.enter();
   }
 
+  /**
+   * A drained section over a node the job works on (child_job_drained_begin/end): the job pauses
+   * for its duration — a sleeping job at once, a job waiting for I/O once the I/O is through —
+   * and resumes after.
+   */
+  async whileDrained<T>(section: () => Promise<T>): Promise<T> {
+    this.pause();
+    this.enter();
+    try {
+      return await section();
+    } finally {
+      this.resume();
+    }
+  }
+
   // ---- for subclasses -----------------------------------------------------------------------
 
   /** The job's work. Returns normally on success; throws on failure (or JobCancelled). */

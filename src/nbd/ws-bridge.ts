@@ -12,7 +12,7 @@ import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { NbdAddress } from './address.ts';
 
-const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC11E85';
+const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'; // RFC 6455 section 1.3
 const OP_CONTINUATION = 0x0;
 const OP_BINARY = 0x2;
 const OP_CLOSE = 0x8;

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { findBitmap } from '../../src/bitmaps/node-bitmaps.ts';
 import { BlockBackend } from '../../src/block/backend.ts';
+import { ioError } from '../../src/block/errors.ts';
 import type { BlockNode } from '../../src/block/node.ts';
 import { BlockGraph } from '../../src/graph/graph.ts';
 import { jobsOf } from '../../src/jobs/registry.ts';
@@ -137,6 +138,31 @@ describe('blockdev-backup', () => {
       { offset: 0, bytes: CLUSTER },
       { offset: 5 * CLUSTER, bytes: CLUSTER },
     ]);
+  });
+
+  it('on-target-error=stop pauses the job on a failed copy; job-resume retries and finishes', async () => {
+    const { graph, execute, src, tgt, events } = await setup();
+    const before = await readNode(src);
+    // Every copy now fails writing the target.
+    const ops = tgt.ops;
+    tgt.ops = { ...ops, length: () => ops.length(), write: () => Promise.reject(ioError('EIO')) };
+    await execute('blockdev-backup', {
+      'job-id': 's',
+      device: 'src',
+      target: 'tgt',
+      sync: 'full',
+      'on-target-error': 'stop',
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    const jobs = (await execute('query-block-jobs')).return as Record<string, unknown>[];
+    expect(jobs[0]).toMatchObject({ device: 's', paused: true, 'io-status': 'failed' });
+    expect(events.find((e) => e.event === 'BLOCK_JOB_ERROR')).toMatchObject({
+      data: { device: 's', operation: 'write', action: 'stop' },
+    });
+    tgt.ops = ops;
+    expect(await execute('job-resume', { id: 's' })).toEqual({ return: {} });
+    await finished(graph, 's');
+    expect(same(await readNode(tgt), before)).toBe(true);
   });
 
   it("refuses bad combinations with QEMU's texts", async () => {

@@ -57,6 +57,14 @@ describe('qcow2 persistent bitmaps', () => {
     scratch.run('qemu-io', '-c', 'write 0 4k', '-c', 'write 1M 70k', '-c', 'discard 4M 64k', path);
     const qemu = qemuBitmaps(path, ['b0', 'b1', 'off']);
 
+    // Read-only: loaded read-only, the image untouched, `info` as qemu-img's.
+    const ro = await openRw(path, { 'read-only': true });
+    expect(ro.node.dirtyBitmaps.map((b) => b.readonly)).toEqual([true, true, true]);
+    expect(sha256Of(findBitmap(ro.node, 'b1')!)).toBe(qemu.sha256.get('b1'));
+    expect(ro.node.ops.info!().bitmaps).toEqual(infoBitmaps(path));
+    await ro.close();
+    expect(firstEntryFlags(path) & 1).toBe(0);
+
     const img = await openRw(path);
     // Open read-write: marked IN_USE in the image, as QEMU does.
     expect(firstEntryFlags(path) & 1).toBe(1);
@@ -124,6 +132,29 @@ describe('qcow2 persistent bitmaps', () => {
     );
     await img.close();
     expectQemuClean(path);
+  });
+
+  it('block-dirty-bitmap-remove drops a stored bitmap from the image, the last one with the extension', async () => {
+    const path = scratch.create('remove.qcow2', 4 * MiB);
+    scratch.run('qemu-img', 'bitmap', '--add', path, 'a');
+    scratch.run('qemu-img', 'bitmap', '--add', path, 'b');
+    scratch.run('qemu-io', '-c', 'write 0 1M', path);
+    const execute = await connect();
+    await execute('blockdev-add', {
+      driver: 'qcow2',
+      'node-name': 'q',
+      file: { driver: 'file', filename: path },
+    });
+    expect(await execute('block-dirty-bitmap-remove', { node: 'q', name: 'a' })).toEqual({ return: {} });
+    // Already gone from the image while the node is open.
+    expect(infoBitmaps(path)).toEqual([{ flags: ['in-use', 'auto'], name: 'b', granularity: 65536 }]);
+    expectQemuClean(path);
+    expect(await execute('block-dirty-bitmap-remove', { node: 'q', name: 'b' })).toEqual({ return: {} });
+    expect(await execute('blockdev-del', { 'node-name': 'q' })).toEqual({ return: {} });
+    expect(infoBitmaps(path)).toBeUndefined();
+    expectQemuClean(path);
+    // Nothing left of the extension: the autoclear bit is off.
+    expect(readFileSync(path).readBigUInt64BE(88) & 1n).toBe(0n);
   });
 
   it('an open and close that never touches the bitmaps leaves them consistent', async () => {

@@ -3,7 +3,7 @@
  * Unix socket chardev; QEMU's tools read and write the exports; the QMP export commands answer
  * with the shapes and texts qemu-system-x86_64 7.2 gave for the same requests.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,8 +74,10 @@ describe('blockgraph daemon with NBD exports', () => {
     const qmpSock = join(dir, 'qmp.sock');
     const nbdSock = join(dir, 'nbd.sock');
     const daemon = runOurs(run, [
-      '--blockdev', `driver=file,node-name=f0,filename=${image}`,
-      '--blockdev', 'driver=qcow2,node-name=disk,file=f0',
+      '--blockdev',
+      `driver=file,node-name=f0,filename=${image}`,
+      '--blockdev',
+      'driver=qcow2,node-name=disk,file=f0',
       '--blockdev',
       'driver=null-co,node-name=n0,size=1048576',
       '--nbd-server',
@@ -152,6 +154,77 @@ describe('blockgraph daemon with NBD exports', () => {
     expect((await daemon).status).toBe(0);
     expect(qemu('qemu-img', ['check', image])).toMatch(/No errors were found/);
     qemu('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0x33 1M 64k', image]);
+  });
+
+  it('fleecing: qemu-img convert of a snapshot-access export equals the disk at the fleece instant', async () => {
+    // The disk: 4 MiB of distinct bytes; its copy is the content at the fleece instant.
+    const disk = join(dir, 'fleece.raw');
+    writeFileSync(
+      disk,
+      new Uint8Array(4 << 20).map((_, i) => (i * 31 + (i >> 12)) & 255),
+    );
+    const atFleece = join(dir, 'fleece-at-start.raw');
+    copyFileSync(disk, atFleece);
+    const qmpSock = join(dir, 'fq.sock');
+    const nbdSock = join(dir, 'fn.sock');
+    const daemon = runOurs(run, [
+      '--blockdev',
+      `driver=file,node-name=disk,filename=${disk}`,
+      '--blockdev',
+      'driver=memory,node-name=tmp,size=4194304',
+      '--blockdev',
+      'driver=copy-before-write,node-name=cbw,file=disk,target=tmp',
+      '--blockdev',
+      'driver=snapshot-access,node-name=acc,file=cbw',
+      '--nbd-server',
+      `addr.type=unix,addr.path=${nbdSock}`,
+      '--export',
+      'type=nbd,id=drive,node-name=cbw,name=drive,writable=on',
+      '--export',
+      'type=nbd,id=fleece,node-name=acc,name=fleece',
+      '--chardev',
+      `socket,id=c0,path=${qmpSock},server=on,wait=off`,
+      '--monitor',
+      'chardev=c0',
+    ]);
+    await Promise.race([waitForSocket(qmpSock), daemon.then((o) => Promise.reject(new Error(o.stderr)))]);
+    const qmp = await qmpClient(qmpSock);
+    const drive = `nbd+unix:///drive?socket=${nbdSock}`;
+    // One write surely before the copy starts, so the view must come from the copy-before-write
+    // target for at least that cluster.
+    expect((await qemuAsync('qemu-io', ['-f', 'raw', '-c', 'write -P 0xee 3104k 32k', drive])).stderr).toBe(
+      '',
+    );
+    // The drive's write loop (qemu-io over the writable export of the filter) and the copy of
+    // the fleecing view run at the same time.
+    const writes = Array.from({ length: 64 }, (_, i) => `write -P ${i + 1} ${i * 64}k 32k`);
+    const copy = join(dir, 'fleece-copy.raw');
+    const [w, c] = await Promise.all([
+      qemuAsync('qemu-io', [
+        '-f',
+        'raw',
+        ...writes.flatMap((cmd) => ['-c', cmd]),
+        `nbd+unix:///drive?socket=${nbdSock}`,
+      ]),
+      qemuAsync('qemu-img', [
+        'convert',
+        '-f',
+        'raw',
+        '-O',
+        'raw',
+        `nbd+unix:///fleece?socket=${nbdSock}`,
+        copy,
+      ]),
+    ]);
+    expect([w.stderr, c.stderr]).toEqual(['', '']);
+    expect(await qmp.cmd('quit')).toEqual({ return: {} });
+    qmp.close();
+    expect((await daemon).status).toBe(0);
+    expect(readFileSync(copy).equals(readFileSync(atFleece))).toBe(true);
+    // The writes reached the disk: it is not what the copy shows any more.
+    expect(readFileSync(disk).equals(readFileSync(atFleece))).toBe(false);
+    expect(readFileSync(disk)[63 * 65536]).toBe(64);
+    expect(readFileSync(disk)[3104 * 1024]).toBe(0xee);
   });
 
   it("refuses bad --export and --nbd-server options with qemu-storage-daemon's texts", async () => {

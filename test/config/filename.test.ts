@@ -87,15 +87,13 @@ describe('protocolOptions: legacy filenames', () => {
   });
 
   it('blkdebug:config:image and null-co:// go through their drivers', () => {
+    // As blkdebug_parse_filename: the image stays a filename (x-image), opened with probing later.
     expect(protocolOptions('blkdebug:rules.cfg:d.raw')).toEqual({
       driver: 'blkdebug',
       config: 'rules.cfg',
-      image: { driver: 'file', filename: 'd.raw' },
+      'x-image': 'd.raw',
     });
-    expect(protocolOptions('blkdebug::d.raw')).toEqual({
-      driver: 'blkdebug',
-      image: { driver: 'file', filename: 'd.raw' },
-    });
+    expect(protocolOptions('blkdebug::d.raw')).toEqual({ driver: 'blkdebug', 'x-image': 'd.raw' });
     expect(protocolOptions('null-co://')).toEqual({ driver: 'null-co' });
   });
 });

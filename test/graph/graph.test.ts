@@ -67,6 +67,23 @@ describe('node lifecycle', () => {
     expect(g.nodes.size).toBe(0);
   });
 
+  it('gives a -blockdev (keyval) inline child the inherited options as keyval strings', async () => {
+    const g = new BlockGraph();
+    const top = await g.blockdevAdd(
+      {
+        driver: 'raw',
+        'node-name': 'top',
+        'read-only': 'on',
+        cache: { 'no-flush': 'on' },
+        file: { driver: 'memory', size: '1048576' },
+      },
+      'cli',
+    );
+    // Inherited typed values (read-only: true) would be refused as "Parameters 'file.read-only.*'".
+    expect(top.child('file')!.readOnly).toBe(true);
+    expect(top.child('file')!.options.cache).toEqual({ direct: false, 'no-flush': true });
+  });
+
   it('reports unknown nodes and drivers with QEMU texts', async () => {
     const g = new BlockGraph();
     await expect(g.blockdevDel('zz')).rejects.toThrow("Failed to find node with node-name='zz'");

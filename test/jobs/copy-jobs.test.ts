@@ -202,6 +202,34 @@ describe('block jobs under guest writes', () => {
     qemuImg('compare', '-f', 'qcow2', '-F', 'raw', files.base, rawOf('h.raw', shadow));
   });
 
+  it('a drain over a running job pauses it while it lasts, then it runs on', async () => {
+    const s = await session();
+    for (const name of ['src', 'tgt'])
+      await s.execute('blockdev-add', { driver: 'memory', 'node-name': name, size: SIZE });
+    // 64 KiB/s: the job spends its time asleep between 64 KiB copies, where a drain finds it.
+    await s.execute('blockdev-mirror', {
+      'job-id': 'd',
+      device: 'src',
+      target: 'tgt',
+      sync: 'full',
+      speed: 64 * 1024,
+    });
+    await s.waitEvent('JOB_STATUS_CHANGE', (d) => d.status === 'running');
+    await new Promise((r) => setTimeout(r, 20));
+    await s.graph.drained([s.graph.lookup('src')], async () => {
+      await s.waitEvent('JOB_STATUS_CHANGE', (d) => d.status === 'paused');
+      const [job] = (await s.execute('query-jobs')).return as Message[];
+      expect(job).toMatchObject({ status: 'paused' });
+    });
+    await s.execute('block-job-set-speed', { device: 'd', speed: 0 });
+    await s.waitEvent('BLOCK_JOB_READY');
+    expect(statuses(s.events, 'd')).toEqual(['created', 'running', 'paused', 'running', 'ready']);
+    // block-job-cancel without force ends a ready mirror successfully, without pivoting.
+    await s.execute('block-job-cancel', { device: 'd' });
+    expect(await s.waitEvent('BLOCK_JOB_COMPLETED')).toMatchObject({ offset: SIZE, len: SIZE });
+    expect(s.graph.lookup('tgt').parents.length).toBe(0);
+  });
+
   it('a target failing writes: BLOCK_JOB_ERROR, the job fails, the drive stays on its source', async () => {
     const s = await session();
     await s.execute('blockdev-add', { driver: 'memory', 'node-name': 'src', size: SIZE });

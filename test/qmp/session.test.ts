@@ -174,7 +174,22 @@ describe('QMP commands', () => {
     const { execute } = await connect().negotiated();
     const [reply] = await execute('query-commands');
     expect(reply.return).toEqual([...COMMANDS.keys()].map((name) => ({ name })));
-    expect(COMMANDS.size).toBe(28);
+    // One command of every family, so a family that drops out of the table is caught.
+    const names = [...COMMANDS.keys()];
+    for (const name of [
+      'qmp_capabilities',
+      'blockdev-add',
+      'blockdev-reopen',
+      'transaction',
+      'object-add',
+      'query-jobs',
+      'blockdev-mirror',
+      'block-dirty-bitmap-add',
+      'blockdev-backup',
+      'eject',
+      'human-monitor-command',
+    ])
+      expect(names).toContain(name);
   });
 
   it('stop and cont emit STOP and RESUME before their return, and only on a change', async () => {

@@ -15,6 +15,9 @@ import { imageSummary, isIso, probeFormat, type ImageSummary } from '../lib/imag
 import { createKept, isKept, keptRef, keptStorage, protocolOptions, touch } from '../lib/storage.ts';
 import type { GuestPanel } from './guest.ts';
 
+/** How the guest sees a dropped image. */
+type Bus = 'ide' | 'cdrom' | 'virtio';
+
 interface Opened {
   readonly name: string;
   readonly format: 'qcow2' | 'raw';
@@ -131,7 +134,8 @@ export class DropPanel {
         {},
         h('legend', {}, 'Attach as'),
         radio('bus', 'ide', 'IDE disk (boot from it)', !opened.iso),
-        radio('bus', 'virtio', 'virtio disk (data disk of the test guest)', opened.iso),
+        radio('bus', 'cdrom', 'CD-ROM (boot from it; read-only, so no changes to keep)', opened.iso),
+        radio('bus', 'virtio', 'virtio disk (data disk of the test guest)'),
       ),
       h(
         'fieldset',
@@ -145,12 +149,16 @@ export class DropPanel {
     form.addEventListener('submit', (e) => {
       e.preventDefault();
       const data = new FormData(form);
-      void this.boot(opened, data.get('bus') === 'ide' ? 'ide' : 'virtio', data.get('keep') === 'kept');
+      void this.boot(opened, data.get('bus') as Bus, data.get('keep') === 'kept');
     });
     return form;
   }
 
-  private async boot(opened: Opened, bus: 'ide' | 'virtio', kept: boolean): Promise<void> {
+  private async boot(opened: Opened, bus: Bus, kept: boolean): Promise<void> {
+    if (bus === 'cdrom') {
+      const cdrom = `file=${qemuOptsValue(opened.name)},format=${opened.format},if=none,id=cd0,readonly=on`;
+      return this.guest.bootWith({ hda: null, cdrom });
+    }
     const id = bus === 'ide' ? 'hda' : 'vda';
     const drive = kept ? await this.keptDrive(opened, id) : temporaryDrive(opened, id);
     if (drive) await this.guest.bootWith(bus === 'ide' ? { hda: drive } : { virtio: [drive] });
@@ -183,9 +191,12 @@ export class DropPanel {
 
 /** The file under a temporary overlay (-drive snapshot=on): changes go when the machine stops. */
 function temporaryDrive(opened: Opened, id: string): string {
-  // QemuOpts escapes a comma in a value by doubling it.
-  const name = opened.name.replaceAll(',', ',,');
-  return `file=${name},format=${opened.format},if=none,id=${id},snapshot=on`;
+  return `file=${qemuOptsValue(opened.name)},format=${opened.format},if=none,id=${id},snapshot=on`;
+}
+
+/** QemuOpts escapes a comma in a value by doubling it. */
+function qemuOptsValue(value: string): string {
+  return value.replaceAll(',', ',,');
 }
 
 function infoTable(file: File, opened: Opened): HTMLElement {

@@ -27,8 +27,10 @@ export type BootDrive = DriveHandle | string | DriveSpec;
 
 /** The disks of a boot; the machine closes them when it stops. */
 export interface BootDisks {
-  /** The boot disk; default: the test guest's overlay. */
-  readonly hda?: BootDrive;
+  /** The IDE hard disk; default: the test guest's overlay; null: none. */
+  readonly hda?: BootDrive | null;
+  /** A read-only medium in the IDE CD-ROM (SeaBIOS boots from it when there is no hard disk). */
+  readonly cdrom?: BootDrive;
   /** Data disks on virtio-blk (the guest's vda, vdb, ...). */
   readonly virtio?: readonly BootDrive[];
 }
@@ -93,15 +95,23 @@ export class GuestPanel {
     const client = this.app.client;
     const drives: DriveHandle[] = [];
     const ownGuest = disks.hda === undefined;
-    const open = (d: BootDrive) => (d instanceof DriveHandle ? d : client.addDrive(d));
+    const open = async (d: BootDrive) => {
+      const handle = d instanceof DriveHandle ? d : await client.addDrive(d);
+      drives.push(handle);
+      return handle;
+    };
+    let hda: DriveHandle | undefined;
+    let cdrom: DriveHandle | undefined;
+    const virtio: DriveHandle[] = [];
     try {
-      drives.push(await open(disks.hda ?? (await this.guestDrive(progress))));
-      for (const spec of disks.virtio ?? []) drives.push(await open(spec));
+      const hdaSpec = ownGuest ? await this.guestDrive(progress) : disks.hda;
+      if (hdaSpec) hda = await open(hdaSpec);
+      if (disks.cdrom) cdrom = await open(disks.cdrom);
+      for (const spec of disks.virtio ?? []) virtio.push(await open(spec));
     } catch (err) {
       for (const drive of drives) await drive.close();
       throw err;
     }
-    const [hda, ...virtio] = drives;
     if (ownGuest) {
       await writeGuestControl(driveBackend(hda!), { mode: 'shell' });
       touch(this.overlay);
@@ -109,6 +119,7 @@ export class GuestPanel {
     progress.label('Starting the emulator…');
     const machine = await bootFromDrives(client, {
       hda,
+      cdrom,
       virtio,
       memorySize: MEMORY,
       screenContainer: byId('screen'),
@@ -116,7 +127,8 @@ export class GuestPanel {
     const flusher = setInterval(() => drives.forEach((d) => void d.flush().catch(() => {})), FLUSH_MS);
     this.session = { machine, drives, flusher };
     this.terminal.attach(machine);
-    await client.attachMachine(`v86 memory=${MEMORY >> 20}M hda virtio=${virtio.length}`, {
+    const devices = [hda && 'hda', cdrom && 'cdrom', `virtio=${virtio.length}`].filter(Boolean).join(' ');
+    await client.attachMachine(`v86 memory=${MEMORY >> 20}M ${devices}`, {
       pause: () => machine.pause(),
       resume: () => machine.resume(),
       saveState: async () => new Uint8Array(await machine.emulator.save_state()),

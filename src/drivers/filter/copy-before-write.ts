@@ -133,6 +133,8 @@ export class CopyBeforeWrite implements BlockDriverOps {
   private readonly locks = new RangeLock();
   /** The first copy failure under break-snapshot: the snapshot is unusable from then on. */
   private snapshotError: Error | undefined;
+  /** Whether the last failed copy failed writing `target` (else reading `file`): a job's error policy. */
+  failedOnTarget = false;
   /** Told the bytes of every copy, guest-triggered or not (a backup job's progress). */
   onCopied: ((bytes: number) => void) | undefined;
 
@@ -319,7 +321,9 @@ export class CopyBeforeWrite implements BlockDriverOps {
       while (runEnd < end && this.toCopy.get(runEnd)) runEnd += this.clusterSize;
       runEnd = Math.min(runEnd, this.file.length());
       const buf = new Uint8Array(runEnd - at);
+      this.failedOnTarget = false;
       await this.file.read(at, buf);
+      this.failedOnTarget = true;
       if (buf.every((b) => b === 0)) await this.target.writeZeroes(at, buf.length);
       else await this.target.write(at, buf);
       this.toCopy.reset(at, buf.length);

@@ -6,6 +6,7 @@ import { BitmapCheck } from '../../bitmaps/dirty-bitmap.ts';
 import { findBitmap } from '../../bitmaps/node-bitmaps.ts';
 import { genericError } from '../../block/errors.ts';
 import { BackupJob, type BackupSync, type BitmapMode } from '../../jobs/backup.ts';
+import type { OnError } from '../../jobs/block-job.ts';
 import { jobsOf } from '../../jobs/registry.ts';
 import { checkNotBlocked, COMMON_JOB_ARGS, jobOptions, ON_ERROR } from './job-args.ts';
 import { lookupNode } from './lookup.ts';
@@ -30,8 +31,8 @@ export const blockdevBackup: QmpCommand = {
     },
     compress: { type: 'bool', optional: true, help: 'write compressed clusters (not supported)' },
     speed: COMMON_JOB_ARGS.speed,
-    'on-source-error': { type: ON_ERROR, optional: true, help: 'report (the only policy implemented)' },
-    'on-target-error': { type: ON_ERROR, optional: true, help: 'report (the only policy implemented)' },
+    'on-source-error': { type: ON_ERROR, optional: true, help: 'report|ignore|enospc|stop' },
+    'on-target-error': { type: ON_ERROR, optional: true, help: 'report|ignore|enospc|stop' },
     'auto-finalize': COMMON_JOB_ARGS['auto-finalize'],
     'auto-dismiss': COMMON_JOB_ARGS['auto-dismiss'],
     'filter-node-name': { type: 'str', optional: true, help: 'node-name of the copy-before-write filter' },
@@ -69,6 +70,8 @@ export const blockdevBackup: QmpCommand = {
       bitmap,
       bitmapMode,
       filterNodeName: args['filter-node-name'] as string | undefined,
+      onSourceError: args['on-source-error'] as OnError | undefined,
+      onTargetError: args['on-target-error'] as OnError | undefined,
     });
     await job.insertFilter();
     registry.block(job, [source, target]);

@@ -6,10 +6,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BlockBackend } from '../../../src/block/backend.ts';
 import { BlockIOError } from '../../../src/block/errors.ts';
 import type { BlockNode } from '../../../src/block/node.ts';
 import { protocolOptions } from '../../../src/config/filename.ts';
 import { BlockGraph } from '../../../src/graph/graph.ts';
+import { nbdDriver } from '../../../src/drivers/protocol/nbd.ts';
+import { listenNbd } from '../../../src/nbd/listen.ts';
+import { NbdServer } from '../../../src/nbd/server.ts';
+import type { SuiteEntry } from '../../conformance/harness.ts';
+import { protocolSuite } from '../../conformance/protocol-suite.ts';
 import { mergeMap, qemu, QemuNbd, qemuImgMap, type MapEntry } from '../../nbd/qemu-nbd.ts';
 
 const MiB = 1 << 20;
@@ -172,3 +178,32 @@ describe('nbd driver against qemu-nbd', () => {
     }
   });
 });
+
+/**
+ * The protocol conformance suite over NBD: each image is a memory node exported by our own
+ * server on a Unix socket of its own, opened by the nbd driver.
+ */
+let images = 0;
+const nbdOverMemory: SuiteEntry = {
+  name: 'nbd (blockgraph server, memory export)',
+  caps: { ...nbdDriver.capabilities, discardZeroes: true, sparse: true },
+  create: async (size) => {
+    const graph = new BlockGraph();
+    const node = await graph.open({ driver: 'memory', size });
+    const blk = new BlockBackend(graph, '', {});
+    blk.insert(node);
+    const server = new NbdServer();
+    server.addExport({ name: '', writable: true, blk });
+    const path = join(dir, `conformance-${images++}.sock`);
+    const listener = await listenNbd({ type: 'unix', path }, (ch) => server.serve(ch));
+    return {
+      options: { driver: 'nbd', server: { type: 'unix', path } },
+      destroy: async () => {
+        await listener.close();
+        server.closeAll();
+        await blk.close();
+      },
+    };
+  },
+};
+protocolSuite({ describe, it }, [nbdOverMemory]);

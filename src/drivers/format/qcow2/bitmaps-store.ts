@@ -69,8 +69,11 @@ export class Qcow2Bitmaps implements PersistentBitmaps {
       if (e.flags & BME_FLAG_IN_USE) bitmap.inconsistent = true;
       else {
         await loadData(img, e, bitmap);
-        e.flags |= BME_FLAG_IN_USE;
-        update = true;
+        // Marked IN_USE only where the image is written (the directory is what `info` shows).
+        if (img.writer) {
+          e.flags |= BME_FLAG_IN_USE;
+          update = true;
+        }
       }
       bitmap.disabled = (e.flags & BME_FLAG_AUTO) === 0;
       bitmap.readonly = img.writer === undefined;
@@ -83,7 +86,7 @@ export class Qcow2Bitmaps implements PersistentBitmaps {
       { offset: ext.directoryOffset, size: ext.directorySize },
       loaded,
     );
-    if (update && img.writer) await store.updateInPlace();
+    if (update) await store.updateInPlace();
     return store;
   }
 

@@ -521,7 +521,6 @@ export class Qcow2Writer {
       }
     }
     await this.writeRefcountBlocks();
-    if (frees.length > 0) this.o.file.debugEvent('cluster_free');
     const cs = this.o.clusterSize;
     for (const [c] of discards) await this.o.file.discard(c * cs, cs).catch(() => {});
   }
