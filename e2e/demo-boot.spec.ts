@@ -10,15 +10,16 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expect, test, type Locator, type Page } from '@playwright/test';
-
-const BOOT_TIMEOUT = 150_000;
-/** A sector of the guest's scratch partition (sda2) far from the control block and counter. */
-const SECTOR = 4096;
-const write = (text: string, done: string) =>
-  `echo ${text} | dd of=/dev/sda2 bs=512 seek=${SECTOR} conv=sync,fsync oflag=direct 2>/dev/null; echo ${done}`;
-const read = (done: string) =>
-  `dd if=/dev/sda2 bs=512 skip=${SECTOR} count=1 iflag=direct 2>/dev/null | head -n 1; echo ${done}`;
+import { expect, test } from '@playwright/test';
+import {
+  BOOT_TIMEOUT,
+  bootShell,
+  readScratch as read,
+  run,
+  shot,
+  watchErrors,
+  writeScratch as write,
+} from './fixtures/demo-page.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'blockgraph-e2e-demo-boot-'));
 /** A raw image to drop: its first sector holds a line the guest reads from /dev/vda. */
@@ -33,38 +34,6 @@ test.beforeAll(() => {
 });
 
 test.afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function watchErrors(page: Page): string[] {
-  const errors: string[] = [];
-  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-  page.on('pageerror', (e) => errors.push(e.message));
-  return errors;
-}
-
-async function shot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: test.info().outputPath(`${name}.png`), fullPage: true });
-}
-
-/** Types `command` on the terminal and returns the output that follows, up to `done`. */
-async function run(terminal: Locator, command: string, done: RegExp): Promise<string> {
-  const before = (await terminal.textContent()) ?? '';
-  await terminal.focus();
-  await terminal.pressSequentially(command);
-  await terminal.press('Enter');
-  await expect(terminal).toContainText(done, { timeout: 30_000 });
-  return ((await terminal.textContent()) ?? '').slice(before.length);
-}
-
-/** Clicks `button` and waits for the guest's shell prompt. */
-async function bootShell(page: Page, button: Locator): Promise<Locator> {
-  await button.click();
-  const terminal = page.locator('#terminal');
-  await expect(terminal).toContainText('blockgraph guest shell', { timeout: BOOT_TIMEOUT });
-  await expect(page.locator('#machine-state')).toHaveText('Running: type in the terminal');
-  // The shell's prompt: the guest reads what is typed from here on.
-  await expect(terminal).toContainText(/# $/, { timeout: 30_000 });
-  return terminal;
-}
 
 test('boot, type, save and restore, keep across a reload, reset', async ({ page }) => {
   test.setTimeout(2 * BOOT_TIMEOUT + 90_000);

@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { expect, test, type Page } from '@playwright/test';
 
 const dir = mkdtempSync(join(tmpdir(), 'blockgraph-e2e-demo-'));
@@ -109,14 +110,18 @@ test('image info, backing file request, configuration, QMP console, graph and ke
   );
 
   // A disk kept in the browser: listed, exported (a download), deleted after confirmation.
-  await page.evaluate(async () => {
+  // The job-command helper, as the page imports it from Vite's dev server (/@fs/).
+  const jobCommand = `/@fs${fileURLToPath(new URL('../src/jobs/job-command.ts', import.meta.url))}`;
+  await page.evaluate(async (url) => {
+    const { runJobCommand } = (await import(url)) as typeof import('../src/jobs/job-command.ts');
     const bg = window.blockgraph;
+    const execute = (c: string, a?: Record<string, unknown>) => bg.execute(c, a);
     const file = { driver: 'opfs', filename: 'tests/kept.raw' };
-    await bg.execute('blockdev-create', { 'job-id': 'c', options: { ...file, size: 2 << 20 } });
+    await runJobCommand(execute, 'blockdev-create', { 'job-id': 'c', options: { ...file, size: 2 << 20 } });
     const drive = await bg.addDrive({ id: 'w', node: { driver: 'raw', file } });
     await drive.write(1 << 20, new Uint8Array(4096).fill(0xc3));
     await drive.close();
-  });
+  }, jobCommand);
   await page.locator('#disks-refresh').click();
   const row = page.locator('#disks-body tr[data-name="tests/kept.raw"]');
   await expect(row).toContainText('2 MiB');

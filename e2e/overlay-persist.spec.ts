@@ -15,8 +15,12 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { expect, test, type Page } from '@playwright/test';
 import { TestHttpServer } from '../test/support/http-server.ts';
+
+/** The job-command helper, as the page imports it from Vite's dev server (/@fs/). */
+const JOB_COMMAND = `/@fs${fileURLToPath(new URL('../src/jobs/job-command.ts', import.meta.url))}`;
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -146,10 +150,12 @@ for (const storage of STORAGE) {
         ...(!b.foundByName(storage) && { backing: b.options(backingFile) }),
       };
       const around = await page.evaluate(
-        async ([file, overlay, size, backingFile, w]) => {
+        async ([file, overlay, size, backingFile, w, url]) => {
+          const { runJobCommand } = (await import(url)) as typeof import('../src/jobs/job-command.ts');
           const bg = window.blockgraph;
-          await bg.execute('blockdev-create', { 'job-id': 'c0', options: { ...file, size: 0 } });
-          await bg.execute('blockdev-create', {
+          const execute = (c: string, a?: Record<string, unknown>) => bg.execute(c, a);
+          await runJobCommand(execute, 'blockdev-create', { 'job-id': 'c0', options: { ...file, size: 0 } });
+          await runJobCommand(execute, 'blockdev-create', {
             'job-id': 'c1',
             options: {
               driver: 'qcow2',
@@ -165,7 +171,7 @@ for (const storage of STORAGE) {
           await drive.close();
           return Array.from(back);
         },
-        [file, overlay, SIZE, backingFile, WRITE] as const,
+        [file, overlay, SIZE, backingFile, WRITE, JOB_COMMAND] as const,
       );
       expect(around).toEqual([base[WRITE.offset - 1], WRITE.byte]);
 
@@ -193,11 +199,13 @@ test('an opfs overlay cannot find a dropped File by its plain name: the error na
   await load(page);
   const name = await dropFile(page);
   const error = await page.evaluate(
-    async ([name, size]) => {
+    async ([name, size, url]) => {
+      const { runJobCommand } = (await import(url)) as typeof import('../src/jobs/job-command.ts');
       const bg = window.blockgraph;
+      const execute = (c: string, a?: Record<string, unknown>) => bg.execute(c, a);
       const file = { driver: 'opfs', filename: 'overlays/lost.qcow2' };
-      await bg.execute('blockdev-create', { 'job-id': 'c0', options: { ...file, size: 0 } });
-      await bg.execute('blockdev-create', {
+      await runJobCommand(execute, 'blockdev-create', { 'job-id': 'c0', options: { ...file, size: 0 } });
+      await runJobCommand(execute, 'blockdev-create', {
         'job-id': 'c1',
         options: { driver: 'qcow2', file, size, 'backing-file': name, 'backing-fmt': 'raw' },
       });
@@ -206,7 +214,7 @@ test('an opfs overlay cannot find a dropped File by its plain name: the error na
         (e: Error) => e.message,
       );
     },
-    [name, SIZE] as const,
+    [name, SIZE, JOB_COMMAND] as const,
   );
   expect(error).toBe(
     "Could not open backing file: Could not open 'overlays/base.img': No such file or directory",

@@ -11,7 +11,9 @@ import { DisksPanel } from './panels/disks.ts';
 import { DropPanel } from './panels/drop.ts';
 import { GraphPanel } from './panels/graph.ts';
 import { GuestPanel } from './panels/guest.ts';
+import { NbdPanel } from './panels/nbd.ts';
 import { QmpPanel } from './panels/qmp.ts';
+import { RunningDiskPanel } from './panels/running.ts';
 import { Terminal } from './panels/terminal.ts';
 
 declare global {
@@ -31,6 +33,8 @@ new QmpPanel(app);
 new ConfigPanel(app, guest);
 new GraphPanel(app);
 new DisksPanel(app);
+new RunningDiskPanel(app);
+new NbdPanel(app, guest);
 app.onChange(() => void showQuota());
 
 client.isZero(new Uint8Array(4096)).then(

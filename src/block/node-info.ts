@@ -11,6 +11,20 @@ function backingOf(node: BlockNode): BlockNode | undefined {
   return node.childList.find((c) => c.role === 'backing')?.node;
 }
 
+/** Roles of the child a filter passes requests to (BDRV_CHILD_FILTERED), not its targets. */
+const FILTERED_ROLES: ReadonlySet<string> = new Set(['file', 'image', 'test']);
+
+/**
+ * bdrv_filter_or_cow_bs: the node's backing child, or a filter's filtered child. QEMU 7.2 walks
+ * these links for the `backing-image` chain and backing_file_depth (measured: a throttle over
+ * null-co reports the null-co node as its backing-image, depth 1).
+ */
+function filterOrCow(node: BlockNode): BlockNode | undefined {
+  const backing = backingOf(node);
+  if (backing || node.driver.kind !== 'filter') return backing;
+  return node.childList.find((c) => FILTERED_ROLES.has(c.role))?.node;
+}
+
 /** Raw and filters forward to their data child; QEMU asks it what it cannot answer itself. */
 function forwardsTo(node: BlockNode): BlockNode | undefined {
   if (node.driver.kind !== 'filter' && node.driver.name !== 'raw') return undefined;
@@ -25,12 +39,14 @@ function facts(node: BlockNode): ImageFacts | undefined {
 }
 
 /**
- * bdrv_get_allocated_file_size: the driver's answer; else a filter's (or raw's) child's; else,
- * for formats, their file's; protocols without an answer have none.
+ * bdrv_get_allocated_file_size: the driver's answer; else none for a driver with a protocol
+ * prefix (blkdebug:, blkverify:); else a filter's (or raw's) child's; else, for formats, their
+ * file's; protocols without an answer have none.
  */
 function actualSize(node: BlockNode): number | undefined {
   const own = node.ops.imageFacts?.().actualSize;
   if (own !== undefined) return own;
+  if (node.driver.protocols?.length) return undefined;
   const below = forwardsTo(node);
   if (below) return actualSize(below);
   if (node.driver.kind !== 'format') return undefined;
@@ -41,12 +57,16 @@ function actualSize(node: BlockNode): number | undefined {
 
 function backingDepth(node: BlockNode): number {
   let depth = 0;
-  for (let b = backingOf(node); b; b = backingOf(b)) depth++;
+  for (let b = filterOrCow(node); b; b = filterOrCow(b)) depth++;
   return depth;
 }
 
-/** QAPI ImageInfo of `node`, with its backing chain as nested `backing-image`. */
-export function imageInfo(node: BlockNode): Record<string, unknown> {
+/**
+ * QAPI ImageInfo of `node` (bdrv_query_image_info, as qemu-img info shows it); with `chain`,
+ * the nodes below it (backing or filtered child) nest as `backing-image`, as
+ * bdrv_block_device_info builds it for the QMP queries.
+ */
+export function imageInfo(node: BlockNode, chain = false): Record<string, unknown> {
   const f = facts(node);
   const info: Record<string, unknown> = { filename: node.filename(), format: node.driver.name };
   if (f?.dirty !== undefined) info['dirty-flag'] = f.dirty;
@@ -59,12 +79,13 @@ export function imageInfo(node: BlockNode): Record<string, unknown> {
     info['backing-filename'] = f?.backingFilename ?? backing.filename();
     info['full-backing-filename'] = backing.filename();
     info['backing-filename-format'] = backing.driver.name;
-    info['backing-image'] = imageInfo(backing);
   } else if (f?.backingFilename !== undefined) {
     // Opened with backing: null, QEMU 7.2 still shows what the image records (measured over QMP).
     info['backing-filename'] = f.backingFilename;
     if (f.backingFormat !== undefined) info['backing-filename-format'] = f.backingFormat;
   }
+  const below = chain ? filterOrCow(node) : undefined;
+  if (below) info['backing-image'] = imageInfo(below, true);
   if (f?.snapshots?.length) info.snapshots = f.snapshots;
   const specific = node.ops.info?.();
   if (specific) info['format-specific'] = { type: node.driver.name, data: specific };
@@ -96,7 +117,7 @@ export function nodeInfo(node: BlockNode, writeback = true): Record<string, unkn
     iops: 0,
     iops_rd: 0,
     iops_wr: 0,
-    image: imageInfo(node),
+    image: imageInfo(node, true),
     cache: { writeback, direct: cache.direct === true, 'no-flush': cache['no-flush'] === true },
     write_threshold: 0,
   });

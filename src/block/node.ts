@@ -47,6 +47,12 @@ export class BlockNode implements NodeParent {
   private inFlight = 0;
   private idle: (() => void)[] = [];
   private bitmaps: BdrvDirtyBitmap[] | undefined;
+  /**
+   * Requests that reached this node (reads; writes incl. zero and compressed writes), for the
+   * demo's per-node picture. QEMU accounts only at BlockBackends (query-blockstats), so these
+   * are blockgraph's own and not in any QMP answer.
+   */
+  readonly counters = { readOps: 0, readBytes: 0, writeOps: 0, writeBytes: 0 };
 
   constructor(
     readonly nodeName: string,
@@ -116,6 +122,8 @@ export class BlockNode implements NodeParent {
   /** Reads `dst.length` bytes at `offset`; past the end of the node reads zeros (as QEMU pads). */
   async read(offset: number, dst: Uint8Array): Promise<void> {
     checkRange(offset, dst.length);
+    this.counters.readOps++;
+    this.counters.readBytes += dst.length;
     const inside = Math.max(0, Math.min(dst.length, this.length() - offset));
     dst.fill(0, inside);
     if (inside === 0) return;
@@ -243,6 +251,8 @@ export class BlockNode implements NodeParent {
     bytes: number,
     op: () => Promise<void>,
   ): Promise<void> {
+    this.counters.writeOps++;
+    this.counters.writeBytes += bytes;
     this.debugEvent(event);
     try {
       await this.track(op);

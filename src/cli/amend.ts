@@ -14,6 +14,7 @@ import { amendHeader, checkDowngrade, type HeaderAmendment } from '../drivers/fo
 import { expandZeroClusters } from '../drivers/format/qcow2/expand-zero.ts';
 import { changeRefcountOrder } from '../drivers/format/qcow2/refcount-order.ts';
 import { BlockGraph } from '../graph/graph.ts';
+import type { ObjectRegistry } from '../objects/registry.ts';
 import { mergedOpts, parseCreateOpts, type CreateOpts } from './create-opts.ts';
 import { parseImageArgs } from './img-args.ts';
 import { openBackend, orCouldNotOpen, type ImageSpec } from './image-opts.ts';
@@ -34,7 +35,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     const options = parsed.values('o').join(',');
     if (!options) throw new CliExit('Must specify options (-o)', true);
     if (parsed.operands.length !== 1) throw new CliExit('Expecting one image file name');
-    await amendImage({ ...parsed.image, filename: parsed.operands[0] }, options);
+    await amendImage({ ...parsed.image, filename: parsed.operands[0] }, options, parsed.objects);
     return 0;
   });
 }
@@ -52,9 +53,9 @@ interface Amendment {
  * and resize it; then, on the closed image, an upgrade and a new refcount width; a downgrade
  * reopens it to expand its zero clusters; the header is rewritten last.
  */
-async function amendImage(spec: ImageSpec, options: string): Promise<void> {
+async function amendImage(spec: ImageSpec, options: string, objects: ObjectRegistry): Promise<void> {
   let path = '';
-  const amendment = await withImage<Amendment>(spec, async (root) => {
+  const amendment = await withImage<Amendment>(spec, objects, async (root) => {
     path = root.filename();
     if (root.driver.name !== 'qcow2') {
       throw new CliExit(`Format driver '${root.driver.name}' does not support option amendment`);
@@ -78,7 +79,7 @@ async function amendImage(spec: ImageSpec, options: string): Promise<void> {
     });
   }
   if (amendment.downgrade) {
-    await withImage(spec, async (root) => {
+    await withImage(spec, objects, async (root) => {
       // qcow2_downgrade refuses before it expands the zero clusters version 2 cannot express.
       await checkDowngrade(root.child('file')!);
       await expandZeroClusters(qcow2Image(root)!);
@@ -87,9 +88,15 @@ async function amendImage(spec: ImageSpec, options: string): Promise<void> {
   await withFile(path, (file) => amendHeader(file, amendment.header));
 }
 
-/** Runs `op` on the image's root node, open read-write, and closes it. */
-async function withImage<T>(spec: ImageSpec, op: (root: BlockNode) => Promise<T>): Promise<T> {
-  const { blk } = await orCouldNotOpen(spec.filename, () => openBackend(new BlockGraph(), spec, ''));
+/** Runs `op` on the image's root node, open read-write (with the --object objects), and closes it. */
+async function withImage<T>(
+  spec: ImageSpec,
+  objects: ObjectRegistry,
+  op: (root: BlockNode) => Promise<T>,
+): Promise<T> {
+  const { blk } = await orCouldNotOpen(spec.filename, () =>
+    openBackend(new BlockGraph(undefined, objects), spec, ''),
+  );
   try {
     return await op(blk.root!);
   } finally {

@@ -14,6 +14,7 @@ import { errnoOf, STRERROR } from '../block/errors.ts';
 import type { BlockNode } from '../block/node.ts';
 import { checkImage, type CheckResult } from '../drivers/format/qcow2/check.ts';
 import { BlockGraph } from '../graph/graph.ts';
+import type { ObjectRegistry } from '../objects/registry.ts';
 import { parseImageArgs } from './img-args.ts';
 import { openImage, orCouldNotOpen } from './image-opts.ts';
 import { qobjectJson } from './json.ts';
@@ -59,7 +60,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
       );
     }
     const opts: Options = { json: output === 'json', quiet: parsed.values('q').length > 0, repair };
-    return checkCommand(io, { ...parsed.image, filename }, opts);
+    return checkCommand(io, { ...parsed.image, filename }, opts, parsed.objects);
   });
 }
 
@@ -67,8 +68,9 @@ async function checkCommand(
   io: CliIo,
   spec: { filename: string; format?: string; imageOpts?: boolean; forceShare?: boolean },
   opts: Options,
+  objects: ObjectRegistry,
 ): Promise<number> {
-  const graph = new BlockGraph();
+  const graph = new BlockGraph(undefined, objects);
   const image = await orCouldNotOpen(spec.filename, () => openImage(graph, { ...spec, readOnly: true }));
   const format = image.node.driver.name;
   let open: BlockNode | undefined = image.node;

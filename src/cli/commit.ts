@@ -11,6 +11,7 @@ import type { BlockBackend } from '../block/backend.ts';
 import { errnoOf, STRERROR } from '../block/errors.ts';
 import type { BlockNode } from '../block/node.ts';
 import { BlockGraph } from '../graph/graph.ts';
+import type { ObjectRegistry } from '../objects/registry.ts';
 import { creationPath } from './create-image.ts';
 import { createWithOpts } from './create.ts';
 import type { CreateOpts } from './create-opts.ts';
@@ -36,6 +37,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     const base = parsed.values('b').at(-1);
     await commitImage({ ...parsed.image, filename: parsed.operands[0] }, base, {
       drop: parsed.values('d').length > 0 || base !== undefined,
+      objects: parsed.objects,
       progress: parsed.values('p').length > 0 && !quiet ? (t) => io.out(t) : undefined,
     });
     if (!quiet) io.out('Image committed.\n');
@@ -57,9 +59,9 @@ function backingChain(node: BlockNode): BlockNode[] {
 async function commitImage(
   spec: ImageSpec,
   baseName: string | undefined,
-  opts: { drop: boolean; progress?: (text: string) => void },
+  opts: { drop: boolean; objects: ObjectRegistry; progress?: (text: string) => void },
 ): Promise<void> {
-  const graph = new BlockGraph();
+  const graph = new BlockGraph(undefined, opts.objects);
   const { blk } = await orCouldNotOpen(spec.filename, () => openBackend(graph, spec, ''));
   let recreate: (() => Promise<void>) | undefined;
   try {
@@ -72,7 +74,11 @@ async function commitImage(
     if (!opts.drop) recreate = emptier(spec, top);
     const base = chain[depth];
     const target = await orCouldNotOpen(base.filename(), () =>
-      openBackend(new BlockGraph(), { filename: base.filename(), format: base.driver.name }, ''),
+      openBackend(
+        new BlockGraph(undefined, opts.objects),
+        { filename: base.filename(), format: base.driver.name },
+        '',
+      ),
     );
     // Past the end of a layer's backing file the layer reads zeros: QEMU counts those ranges as
     // allocated (bdrv_co_block_status_above) and commits them as zeros. The base itself is grown

@@ -11,6 +11,7 @@ import type { BlockBackend } from '../block/backend.ts';
 import { errnoOf, QmpError, STRERROR } from '../block/errors.ts';
 import type { BlockStatus } from '../block/types.ts';
 import { BlockGraph } from '../graph/graph.ts';
+import type { ObjectRegistry } from '../objects/registry.ts';
 import { formatFixed } from './format.ts';
 import { parseImageArgs, type ImageArgs } from './img-args.ts';
 import { openBackend, orCouldNotOpen, type ImageSpec } from './image-opts.ts';
@@ -61,7 +62,12 @@ export async function run(args: string[], io: CliIo): Promise<number> {
       const identical = await compareImages(
         { ...parsed.image, filename: name1, readOnly: true },
         { ...common, format: parsed.values('F').at(-1), filename: name2, readOnly: true },
-        { strict: parsed.values('s').length > 0, say: quiet ? () => {} : (text) => io.out(text), progress },
+        {
+          strict: parsed.values('s').length > 0,
+          say: quiet ? () => {} : (text) => io.out(text),
+          progress,
+          objects: parsed.objects,
+        },
       );
       return identical ? 0 : DIFFERENT;
     } finally {
@@ -76,6 +82,8 @@ export interface CompareOptions {
   /** Where the verdict lines go (nowhere with -q). */
   readonly say: (text: string) => void;
   readonly progress?: Progress;
+  /** --object: the user-creatable objects (secrets, throttle groups) the images may name. */
+  readonly objects?: ObjectRegistry;
 }
 
 /**
@@ -87,7 +95,7 @@ export async function compareImages(
   spec2: ImageSpec,
   opts: CompareOptions,
 ): Promise<boolean> {
-  const graph = new BlockGraph();
+  const graph = new BlockGraph(undefined, opts.objects);
   const img1 = await openOrExit(graph, spec1);
   try {
     const img2 = await openOrExit(graph, spec2);

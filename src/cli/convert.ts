@@ -13,6 +13,7 @@ import { QmpError } from '../block/errors.ts';
 import { parseQemuOpts } from '../config/qemu-opts.ts';
 import { parseSize } from '../config/size.ts';
 import { BlockGraph } from '../graph/graph.ts';
+import type { ObjectRegistry } from '../objects/registry.ts';
 import { creationPath } from './create-image.ts';
 import { createWithOpts, printHelp } from './create.ts';
 import { mergedOpts, parseCreateOpts, wantsHelp, type CreateOpts } from './create-opts.ts';
@@ -59,6 +60,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
         backingFormat: parsed.values('F').at(-1),
         minSparse,
         compress: parsed.values('c').length > 0,
+        objects: parsed.objects,
         progress: progress ? (text) => io.out(text) : undefined,
       },
     );
@@ -106,6 +108,8 @@ export interface ConvertOptions {
   readonly compress?: boolean;
   /** -p: where the progress lines go. */
   readonly progress?: (text: string) => void;
+  /** --object: the user-creatable objects (secrets, throttle groups) the images may name. */
+  readonly objects?: ObjectRegistry;
 }
 
 /**
@@ -142,7 +146,7 @@ export async function convertImage(
 ): Promise<void> {
   const format = dst.format ?? 'raw';
   const path = opts.noCreate ? undefined : creationPath(format, dst.filename);
-  const graph = new BlockGraph();
+  const graph = new BlockGraph(undefined, opts.objects);
   const source = snapshot ? await openSnapshot(graph, src, snapshot) : await openOrExit(graph, src);
   try {
     const size = source.length();

@@ -14,6 +14,7 @@ import { qcow2Creator } from '../drivers/format/qcow2/create.ts';
 import { findDriver } from '../drivers/index.ts';
 import { createHostFile, deleteHostFile } from '../drivers/protocol/file-create.ts';
 import { BlockGraph } from '../graph/graph.ts';
+import type { ObjectRegistry } from '../objects/registry.ts';
 import { createImage, creationPath } from './create-image.ts';
 import {
   formatOpts,
@@ -52,6 +53,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
       backingFile: parsed.values('b').at(-1),
       backingFormat: parsed.values('F').at(-1),
       noBackingOpen: parsed.values('u').length > 0,
+      objects: parsed.objects,
     };
     try {
       await createFromCli(request, parsed.values('q').length > 0 ? () => {} : (t) => io.out(t));
@@ -87,6 +89,8 @@ interface CreateRequest {
   readonly backingFormat?: string;
   /** -u: do not open the backing file. */
   readonly noBackingOpen: boolean;
+  /** --object: the user-creatable objects the backing file may need (its secret). */
+  readonly objects: ObjectRegistry;
 }
 
 /** bdrv_img_create: option checks, backing checks, the Formatting line, then creation. */
@@ -164,7 +168,7 @@ async function checkBacking(req: CreateRequest, opts: CreateOpts): Promise<void>
   // Relative backing names are relative to the new image (bdrv_get_full_backing_filename_from_filename).
   const full =
     isAbsolute(backing) || !req.filename.includes('/') ? backing : join(dirname(req.filename), backing);
-  const graph = new BlockGraph();
+  const graph = new BlockGraph(undefined, req.objects);
   let node: BlockNode;
   try {
     node = (

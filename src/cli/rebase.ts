@@ -13,6 +13,7 @@ import type { BlockBackend } from '../block/backend.ts';
 import { errnoOf, STRERROR } from '../block/errors.ts';
 import { setBackingFile } from '../drivers/format/qcow2/amend.ts';
 import { BlockGraph } from '../graph/graph.ts';
+import type { ObjectRegistry } from '../objects/registry.ts';
 import { progressPrinter } from './convert-copy.ts';
 import { parseImageArgs } from './img-args.ts';
 import { openBackend, orCouldNotOpen, type ImageSpec } from './image-opts.ts';
@@ -44,6 +45,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
       parsed.values('F').at(-1),
       {
         unsafe,
+        objects: parsed.objects,
         progress: parsed.values('p').length > 0 && !quiet ? (t) => io.out(t) : undefined,
       },
     );
@@ -55,9 +57,9 @@ async function rebaseImage(
   spec: ImageSpec,
   backing: string,
   format: string | undefined,
-  opts: { unsafe: boolean; progress?: (text: string) => void },
+  opts: { unsafe: boolean; objects: ObjectRegistry; progress?: (text: string) => void },
 ): Promise<void> {
-  const graph = new BlockGraph();
+  const graph = new BlockGraph(undefined, opts.objects);
   const { blk } = await orCouldNotOpen(spec.filename, () =>
     openBackend(graph, { ...spec, noBacking: opts.unsafe }, ''),
   );
@@ -66,7 +68,8 @@ async function rebaseImage(
   const path = root.child('file')?.filename();
   try {
     if (!opts.unsafe) {
-      const newBacking = backing === '' ? undefined : await openNewBacking(spec.filename, backing, format);
+      const newBacking =
+        backing === '' ? undefined : await openNewBacking(spec.filename, backing, format, opts.objects);
       try {
         await copyDifferences(blk, newBacking, opts.progress);
       } finally {
@@ -93,10 +96,11 @@ async function openNewBacking(
   image: string,
   backing: string,
   format: string | undefined,
+  objects: ObjectRegistry,
 ): Promise<BlockBackend> {
   const path = isAbsolute(backing) || !image.includes('/') ? backing : join(dirname(image), backing);
   try {
-    const graph = new BlockGraph();
+    const graph = new BlockGraph(undefined, objects);
     const { blk } = await openBackend(graph, { filename: path, format, readOnly: true }, '');
     return blk;
   } catch (err) {

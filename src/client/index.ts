@@ -7,6 +7,7 @@
 import { proxy, releaseProxy, transfer, wrap, type Remote } from 'comlink';
 import type {
   DriveSpec,
+  NodeCounters,
   PageMachine,
   QmpEvent,
   StoredImage,
@@ -17,7 +18,7 @@ import { registerErrorTransfer } from '../worker/errors.ts';
 import { DriveHandle } from './drive.ts';
 
 export { DriveHandle };
-export type { DriveSpec, PageMachine, QmpEvent, StoredImage, StoredImageRef };
+export type { DriveSpec, NodeCounters, PageMachine, QmpEvent, StoredImage, StoredImageRef };
 
 /** Runs one call on the worker, rejecting if the worker failed to load or was terminated. */
 export type WorkerCall = <T>(fn: (worker: Remote<WorkerApi>) => Promise<T>) => Promise<T>;
@@ -100,6 +101,11 @@ export class BlockgraphClient {
    */
   attachMachine(description: string, machine: PageMachine | null): Promise<void> {
     return this.call((w) => w.attachMachine(description, machine && proxy(machine)));
+  }
+
+  /** Each node's request counters (reads, writes, bytes) by node-name; not part of QMP. */
+  nodeCounters(): Promise<Record<string, NodeCounters>> {
+    return this.call((w) => w.nodeCounters());
   }
 
   /** The images kept in this browser's storage (OPFS files, idb images). */

@@ -8,9 +8,9 @@ import { BlockBackend, type BackendOptions } from '../block/backend.ts';
 import { errnoOf, genericError } from '../block/errors.ts';
 import type { BlockNode } from '../block/node.ts';
 import type { BlockGraph } from '../graph/graph.ts';
+import { reopenReadOnly } from '../graph/reopen.ts';
 import { Job, type JobOptions } from './job.ts';
 import { RateLimit } from './ratelimit.ts';
-import { setReadOnly } from './read-only.ts';
 import type { JobRegistry } from './registry.ts';
 
 /** QAPI BlockdevOnError. */
@@ -19,6 +19,17 @@ export type OnError = 'report' | 'ignore' | 'enospc' | 'stop' | 'auto';
 export interface BlockJobOptions extends JobOptions {
   /** Bytes per second; 0 (the default) is unlimited. */
   readonly speed?: number;
+  /**
+   * Read-only nodes the command reopened read-write for the job (read-only.ts writableForJob);
+   * clean() makes them read-only again unless `keepWritable`.
+   */
+  readonly reopened?: readonly BlockNode[];
+}
+
+/** A copy's failed request: the read from the source or the write to the target. */
+export interface CopyFailure {
+  readonly isRead: boolean;
+  readonly err: unknown;
 }
 
 /** What a failed request leads to (QAPI BlockErrorAction). */
@@ -44,8 +55,8 @@ export abstract class BlockJob extends Job {
   private readonly limit = new RateLimit();
   private iostatus: 'ok' | 'failed' | 'nospace' = 'ok';
   private readonly backends: BlockBackend[] = [];
-  /** Read-only nodes the job reopened read-write, reopened read-only again in clean. */
-  private readonly reopened = new Set<BlockNode>();
+  /** Read-only nodes reopened read-write for the job, reopened read-only again in clean. */
+  private readonly reopened: Set<BlockNode>;
 
   constructor(
     protected readonly registry: JobRegistry,
@@ -53,6 +64,7 @@ export abstract class BlockJob extends Job {
   ) {
     super(registry, opts);
     this.setSpeed(opts.speed ?? 0);
+    this.reopened = new Set(opts.reopened);
   }
 
   /** The id under which query-block-jobs and the events name the job. */
@@ -104,19 +116,28 @@ export abstract class BlockJob extends Job {
     return backend;
   }
 
-  /**
-   * Makes `node` writable for the job's duration (bdrv_reopen_set_read_only(node, false), as
-   * commit_start and stream_start do); clean() makes it read-only again unless `keepWritable`.
-   */
-  protected async writableForJob(node: BlockNode): Promise<void> {
-    if (!node.readOnly) return;
-    await setReadOnly(this.registry.graph, node, false);
-    this.reopened.add(node);
-  }
-
   /** `node` stays writable after the job (active commit's base has become the active layer). */
   protected keepWritable(node: BlockNode): void {
     this.reopened.delete(node);
+  }
+
+  /** Copies [offset, offset + bytes) from `reader` to `writer`; returns the failure, if any. */
+  protected async copyRange(
+    reader: BlockBackend,
+    writer: BlockBackend,
+    offset: number,
+    bytes: number,
+  ): Promise<CopyFailure | undefined> {
+    const buf = new Uint8Array(bytes);
+    let isRead = true;
+    try {
+      await reader.read(offset, buf);
+      isRead = false;
+      await writer.write(offset, buf);
+      return undefined;
+    } catch (err) {
+      return { isRead, err };
+    }
   }
 
   /** Accounts `bytes` done and sleeps as the speed limit asks; a pause point either way. */
@@ -159,7 +180,7 @@ export abstract class BlockJob extends Job {
     this.registry.unblock(this);
     await this.closeBackends();
     // As QEMU (errp NULL): a node that cannot go back to read-only stays writable.
-    for (const node of this.reopened) await setReadOnly(this.registry.graph, node, true).catch(() => {});
+    for (const node of this.reopened) await reopenReadOnly(this.registry.graph, node).catch(() => {});
     this.reopened.clear();
   }
 }

@@ -36,7 +36,6 @@ export class CommitJob extends BlockJob {
 
   protected async run(): Promise<void> {
     const { top, base } = this.opts;
-    await this.writableForJob(base);
     const reader = this.openBackend(top, Perm.CONSISTENT_READ, PERM_ALL);
     // Writing a backing file changes what the layers between read: they are dropped afterwards.
     const writer = this.openBackend(base, Perm.WRITE_UNCHANGED, PERM_ALL);
@@ -46,18 +45,11 @@ export class CommitJob extends BlockJob {
       await this.pausePoint();
       const n = Math.min(CHUNK, this.total - offset);
       const { bytes, copy } = await allocatedBetween(top, offset, n, 0, baseDepth);
-      if (copy) {
-        const buf = new Uint8Array(bytes);
-        let isRead = true;
-        try {
-          await reader.read(offset, buf);
-          isRead = false;
-          await writer.write(offset, buf);
-        } catch (err) {
-          const action = this.errorAction(this.opts.onError ?? 'report', isRead, err);
-          if (action === 'report') throw err;
-          if (action === 'stop') continue;
-        }
+      const failure = copy ? await this.copyRange(reader, writer, offset, bytes) : undefined;
+      if (failure) {
+        const action = this.errorAction(this.opts.onError ?? 'report', failure.isRead, failure.err);
+        if (action === 'report') throw failure.err;
+        if (action === 'stop') continue;
       }
       offset += bytes;
       this.current += bytes;

@@ -99,6 +99,11 @@ export abstract class Job {
 
   // ---- the QMP verbs ----------------------------------------------------------------------
 
+  /** job_early_fail: a created job that never started goes away (created → null). */
+  earlyFail(): void {
+    this.transition('null');
+  }
+
   /** job_user_pause. */
   userPause(): void {
     checkVerb(this.id, this.state, 'pause');

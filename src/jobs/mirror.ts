@@ -12,8 +12,9 @@
 import type { BlockBackend } from '../block/backend.ts';
 import { genericError } from '../block/errors.ts';
 import type { BlockNode } from '../block/node.ts';
+import { RangeLock } from '../block/range-lock.ts';
 import { Perm, PERM_ALL } from '../block/types.ts';
-import { BlockJob, type BlockJobOptions, type OnError } from './block-job.ts';
+import { BlockJob, type BlockJobOptions, type CopyFailure, type OnError } from './block-job.ts';
 import { allocatedBetween } from './chain.ts';
 import { DirtyMap } from './dirty.ts';
 import type { JobRegistry } from './registry.ts';
@@ -21,15 +22,16 @@ import { watchWrites, type WriteRequest } from './write-watch.ts';
 
 export type MirrorSync = 'full' | 'top' | 'none';
 
+/**
+ * mirror.c's defaults, which active commit uses too: the bitmap granularity of a target without
+ * clusters (bdrv_get_default_bitmap_granularity) and DEFAULT_MIRROR_BUF_SIZE.
+ */
+export const MIRROR_DEFAULTS = { granularity: 64 * 1024, bufSize: 1024 * 1024 } as const;
+
 /** BLOCK_JOB_SLICE_TIME: how long an idle mirror sleeps. */
 const SLICE_MS = 100;
 /** MAX_IN_FLIGHT in block/mirror.c. */
 const MAX_IN_FLIGHT = 16;
-
-interface CopyFailure {
-  readonly isRead: boolean;
-  readonly err: unknown;
-}
 
 export interface MirrorOptions extends BlockJobOptions {
   readonly source: BlockNode;
@@ -50,8 +52,8 @@ export class MirrorJob extends BlockJob {
   readonly type: 'mirror' | 'commit';
   private readonly dirty: DirtyMap;
   private completing = false;
-  /** Copies and guest writes in flight on the source, by byte range. */
-  private readonly inFlight = new Set<{ start: number; end: number; done: Promise<void> }>();
+  /** Copies and guest writes in flight on the source, by byte range: overlapping ones wait. */
+  private readonly inFlight = new RangeLock();
   private unwatch: () => void = () => {};
   /** Where the search for the next dirty run starts (copies go round the disk in order). */
   private cursor = 0;
@@ -80,8 +82,6 @@ export class MirrorJob extends BlockJob {
       this.total = 0;
       throw genericError('Source and target image have different sizes');
     }
-    // Active commit writes into a base that may be read-only (commit_active_start reopens it).
-    if (this.type === 'commit') await this.writableForJob(target);
     const reader = this.openBackend(source, Perm.CONSISTENT_READ, PERM_ALL);
     // Active commit writes into a backing file its overlays still read: the chain above base is
     // only valid again after the pivot, as in QEMU, so it shares what they share.
@@ -152,7 +152,7 @@ export class MirrorJob extends BlockJob {
     }
     const failures = await Promise.all(
       runs.map(([offset, bytes]) =>
-        this.exclusive(offset, bytes, () => this.copy(reader, writer, offset, bytes)),
+        this.inFlight.run(offset, offset + bytes, () => this.copy(reader, writer, offset, bytes)),
       ),
     );
     this.updateTotal();
@@ -170,18 +170,10 @@ export class MirrorJob extends BlockJob {
     offset: number,
     bytes: number,
   ): Promise<CopyFailure | undefined> {
-    const buf = new Uint8Array(bytes);
-    let isRead = true;
-    try {
-      await reader.read(offset, buf);
-      isRead = false;
-      await writer.write(offset, buf);
-    } catch (err) {
-      this.dirty.set(offset, bytes);
-      return { isRead, err };
-    }
-    this.current += bytes;
-    return undefined;
+    const failure = await this.copyRange(reader, writer, offset, bytes);
+    if (failure) this.dirty.set(offset, bytes);
+    else this.current += bytes;
+    return failure;
   }
 
   private errorActionFor({ isRead, err }: CopyFailure): string {
@@ -197,7 +189,7 @@ export class MirrorJob extends BlockJob {
    * bytes never overlap (mirror_wait_on_conflicts), so none lands stale on the target.
    */
   private guestWrite(req: WriteRequest, perform: () => Promise<void>): Promise<void> {
-    return this.exclusive(req.offset, req.bytes, async () => {
+    return this.inFlight.run(req.offset, req.offset + req.bytes, async () => {
       try {
         await perform();
         if (this.opts.copyMode === 'write-blocking' && req.data)
@@ -232,25 +224,6 @@ export class MirrorJob extends BlockJob {
     }
     if (start < end) this.dirty.clear(start, end - start);
     this.current += data.length;
-  }
-
-  /** Runs `fn` once no other copy or guest write of overlapping bytes is in flight. */
-  private async exclusive<T>(offset: number, bytes: number, fn: () => Promise<T>): Promise<T> {
-    const end = offset + bytes;
-    for (;;) {
-      const conflict = [...this.inFlight].find((op) => op.start < end && offset < op.end);
-      if (!conflict) break;
-      await conflict.done;
-    }
-    let finish!: () => void;
-    const op = { start: offset, end, done: new Promise<void>((resolve) => (finish = resolve)) };
-    this.inFlight.add(op);
-    try {
-      return await fn();
-    } finally {
-      this.inFlight.delete(op);
-      finish();
-    }
   }
 
   /** mirror_dirty_init: what is dirty before any guest write. */

@@ -55,7 +55,6 @@ export class StreamJob extends BlockJob {
 
   protected async run(): Promise<void> {
     const { top, base } = this.opts;
-    await this.writableForJob(top);
     // The copy leaves top's content unchanged: write-unchanged, as QEMU's copy-on-read takes.
     const backend = this.openBackend(top, Perm.CONSISTENT_READ | Perm.WRITE_UNCHANGED, PERM_ALL);
     const baseDepth = base ? depthBelow(top, base)! : Infinity;

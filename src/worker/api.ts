@@ -6,6 +6,7 @@
  */
 import { transfer } from 'comlink';
 import { genericError } from '../block/errors.ts';
+import type { BlockNode } from '../block/node.ts';
 import { parseBlockdev } from '../config/blockdev.ts';
 import { registerBlob, registeredBlobs, unregisterBlob, type BlobLike } from '../drivers/protocol/blob.ts';
 import { attachMachine, type SavevmMachine } from '../frontends/savevm.ts';
@@ -23,6 +24,8 @@ import {
 } from './stored-images.ts';
 
 export type { DriveInfo, DriveSpec, QmpEvent, StoredImage, StoredImageRef };
+
+export type NodeCounters = BlockNode['counters'];
 
 /** A machine on the page, as savevm needs it (SavevmMachine without its description). */
 export type PageMachine = Omit<SavevmMachine, 'description' | 'vmClockNsec'>;
@@ -155,6 +158,11 @@ export function createWorkerApi(io: Promise<WasmIo>) {
         saveState: () => machine.saveState(),
         restoreState: (state) => machine.restoreState(transfer(state, [state.buffer])),
       });
+    },
+
+    /** Each node's request counters (BlockNode.counters) by node-name, for the demo's graph. */
+    nodeCounters(): Record<string, NodeCounters> {
+      return Object.fromEntries([...monitor.graph.nodes].map(([name, node]) => [name, { ...node.counters }]));
     },
 
     /** The images kept in this browser (OPFS files, idb images). */

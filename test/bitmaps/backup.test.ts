@@ -10,25 +10,13 @@ import { ioError } from '../../src/block/errors.ts';
 import type { BlockNode } from '../../src/block/node.ts';
 import { BlockGraph } from '../../src/graph/graph.ts';
 import { jobsOf } from '../../src/jobs/registry.ts';
-import { QmpMonitor } from '../../src/qmp/monitor.ts';
+import { session } from '../jobs/helpers.ts';
 
 const MiB = 1 << 20;
 const CLUSTER = 65536;
 
 async function setup() {
-  let graph!: BlockGraph;
-  const events: Record<string, unknown>[] = [];
-  const monitor = new QmpMonitor((emit) => (graph = new BlockGraph(emit)));
-  const lines: string[] = [];
-  const session = monitor.connect((text) => lines.push(text));
-  const execute = async (execute: string, args?: Record<string, unknown>) => {
-    session.feed(`${JSON.stringify({ execute, ...(args && { arguments: args }) })}\n`);
-    await session.idle();
-    const msgs = lines.splice(0).map((l) => JSON.parse(l) as Record<string, unknown>);
-    events.push(...msgs.filter((m) => 'event' in m));
-    return msgs.filter((m) => !('event' in m)).at(-1)!;
-  };
-  await execute('qmp_capabilities');
+  const { graph, execute, events } = await session();
   await execute('blockdev-add', { driver: 'memory', 'node-name': 'src', size: 4 * MiB });
   await execute('blockdev-add', { driver: 'memory', 'node-name': 'tgt', size: 4 * MiB });
   const src = graph.lookup('src');
@@ -66,11 +54,10 @@ describe('blockdev-backup', () => {
     // Guest writes while the job runs: through the filter, so their old data is kept.
     for (let i = 0; i < 16; i++) await blk.write(i * 200000, new Uint8Array(5000).fill(0xaa));
     await finished(graph, 'j');
-    await execute('query-jobs'); // collects the events sent meanwhile
     expect(same(await readNode(tgt), before)).toBe(true);
-    const done = events.filter((e) => e.event === 'BLOCK_JOB_COMPLETED');
+    const done = events.filter(([name]) => name === 'BLOCK_JOB_COMPLETED');
     expect(done).toHaveLength(1);
-    const data = done[0]!.data as { len: number; offset: number };
+    const data = done[0]![1] as { len: number; offset: number };
     expect(data.offset).toBe(data.len);
     expect(data.len).toBe(4 * MiB);
     // The filter is gone again: the drive writes the source directly.
@@ -156,8 +143,10 @@ describe('blockdev-backup', () => {
     await new Promise((r) => setTimeout(r, 20));
     const jobs = (await execute('query-block-jobs')).return as Record<string, unknown>[];
     expect(jobs[0]).toMatchObject({ device: 's', paused: true, 'io-status': 'failed' });
-    expect(events.find((e) => e.event === 'BLOCK_JOB_ERROR')).toMatchObject({
-      data: { device: 's', operation: 'write', action: 'stop' },
+    expect(events.find(([name]) => name === 'BLOCK_JOB_ERROR')?.[1]).toMatchObject({
+      device: 's',
+      operation: 'write',
+      action: 'stop',
     });
     tgt.ops = ops;
     expect(await execute('job-resume', { id: 's' })).toEqual({ return: {} });

@@ -6,9 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { findBitmap } from '../../src/bitmaps/node-bitmaps.ts';
-import { BlockGraph } from '../../src/graph/graph.ts';
-import { QmpMonitor } from '../../src/qmp/monitor.ts';
 import { expectQemuClean, openRw, Scratch } from '../drivers/format/qcow2/write-helpers.ts';
+import { session } from '../jobs/helpers.ts';
 import { qemuBitmaps, sha256Of } from './qemu-bitmaps.ts';
 
 const scratch = new Scratch();
@@ -33,18 +32,9 @@ function firstEntryFlags(path: string): number {
   return img.readUInt32BE(dirOffset + 12);
 }
 
-/** A negotiated in-process QMP session, with the graph it runs on. */
+/** A negotiated in-process QMP session's execute, with the graph it runs on. */
 async function connect() {
-  let graph!: BlockGraph;
-  const monitor = new QmpMonitor((emit) => (graph = new BlockGraph(emit)));
-  const lines: string[] = [];
-  const session = monitor.connect((text) => lines.push(text));
-  const execute = async (execute: string, args?: Record<string, unknown>) => {
-    session.feed(`${JSON.stringify({ execute, ...(args && { arguments: args }) })}\n`);
-    await session.idle();
-    return JSON.parse(lines.splice(0).at(-1)!) as Record<string, unknown>;
-  };
-  await execute('qmp_capabilities');
+  const { execute, graph } = await session();
   return Object.assign(execute, { graph });
 }
 

@@ -19,6 +19,8 @@ import { V86Disk } from '../../src/frontends/v86-disk.ts';
 import { startNodeMachine } from '../../src/frontends/v86-node.ts';
 import { BlockGraph } from '../../src/graph/graph.ts';
 import { attachBackend } from '../../src/graph/drive.ts';
+import { runJobCommand } from '../../src/jobs/job-command.ts';
+import { localExecute } from '../../src/qmp/commands/local.ts';
 import { QmpMonitor } from '../../src/qmp/monitor.ts';
 
 type Message = Record<string, unknown>;
@@ -114,7 +116,7 @@ describe('savevm and loadvm of the test guest', () => {
       expect(await diskHash(backend)).not.toBe(saved);
 
       const load = { 'job-id': 'load', tag: 'boot1', vmstate: 'n0', devices: ['n0'] };
-      expect(await execute('snapshot-load', load)).toEqual({ return: {} });
+      await runJobCommand(localExecute(graph), 'snapshot-load', load);
       expect(await diskHash(backend)).toBe(saved);
       // The same shell answers, with the RAM and the disk of the savevm moment.
       expect(await run(show, 'again')).toMatch(/MEM-ONE\r?\nDISK-ONE\r?\n/);

@@ -11,6 +11,7 @@ import { BlockBackend } from '../../src/block/backend.ts';
 import { attachMachine, type SavevmMachine } from '../../src/frontends/savevm.ts';
 import { BlockGraph } from '../../src/graph/graph.ts';
 import { attachBackend } from '../../src/graph/drive.ts';
+import { runJobCommand } from '../../src/jobs/job-command.ts';
 import { QmpMonitor } from '../../src/qmp/monitor.ts';
 import { tempDir } from '../cli/helpers.ts';
 
@@ -105,12 +106,33 @@ function snapshotsOf(
 }
 
 /** Job statuses and the final response of a snapshot-* job. */
-function job(messages: Message[]): { statuses: unknown[]; events: unknown[]; last: Message } {
+/**
+ * Runs a job command to its end as QEMU's clients do (runJobCommand: the answer, query-jobs until
+ * concluded, job-dismiss): the job's statuses, the other events, and the outcome — `{return: {}}`
+ * or the job's error as a command error would read.
+ */
+async function job(
+  t: { execute: (c: string, a?: Message) => Promise<Message[]> },
+  command: string,
+  args: Message,
+) {
+  const messages: Message[] = [];
+  const execute = async (c: string, a?: Message) => {
+    const answer = await t.execute(c, a);
+    messages.push(...answer);
+    const last = answer.at(-1)!;
+    if (last.error) throw new Error((last.error as { desc: string }).desc);
+    return last.return;
+  };
+  const last = await runJobCommand(execute, command, args).then(
+    () => ({ return: {} }),
+    (e: Error) => err(e.message),
+  );
   const statuses = messages
     .filter((m) => m.event === 'JOB_STATUS_CHANGE')
     .map((m) => (m.data as { status: string }).status);
   const events = messages.filter((m) => m.event && m.event !== 'JOB_STATUS_CHANGE').map((m) => m.event);
-  return { statuses, events, last: messages.at(-1)! };
+  return { statuses, events, last };
 }
 
 const err = (desc: string) => ({ error: { class: 'GenericError', desc } });
@@ -155,7 +177,7 @@ describe('savevm and loadvm', () => {
   it('run as snapshot-save/-load/-delete jobs with QEMU 7.2’s checks and texts', async () => {
     const t = await setup();
     const args = { vmstate: 'n0', devices: ['n0', 'n1'] };
-    expect(job(await t.execute('snapshot-save', { 'job-id': 'j1', tag: 't1', ...args }))).toEqual({
+    expect(await job(t, 'snapshot-save', { 'job-id': 'j1', tag: 't1', ...args })).toEqual({
       statuses: DONE,
       events: ['STOP', 'RESUME'],
       last: { return: {} },
@@ -190,7 +212,7 @@ describe('savevm and loadvm', () => {
       ],
     ];
     for (const [command, a, text] of refusals) {
-      const r = job(await t.execute(command, { 'job-id': 'j2', ...a }));
+      const r = await job(t, command, { 'job-id': 'j2', ...a });
       expect([r.statuses, r.last]).toEqual([FAILED, err(text)]);
     }
     // A failed load leaves the machine stopped, as QEMU does; cont resumes it.
@@ -198,7 +220,7 @@ describe('savevm and loadvm', () => {
     expect((await t.execute('query-status')).at(-1)).toEqual({
       return: { running: false, singlestep: false, status: 'paused' },
     });
-    expect(job(await t.execute('snapshot-load', { 'job-id': 'j3', tag: 't1', ...args })).last).toEqual({
+    expect((await job(t, 'snapshot-load', { 'job-id': 'j3', tag: 't1', ...args })).last).toEqual({
       return: {},
     });
     expect(t.machine.running).toBe(false);
@@ -211,10 +233,10 @@ describe('savevm and loadvm', () => {
       err("Parameter 'devices' is missing"),
     );
     expect(
-      job(await t.execute('snapshot-delete', { 'job-id': 'j5', tag: 'nosuch', devices: ['n0', 'n1'] })).last,
+      (await job(t, 'snapshot-delete', { 'job-id': 'j5', tag: 'nosuch', devices: ['n0', 'n1'] })).last,
     ).toEqual({ return: {} });
     expect(
-      job(await t.execute('snapshot-delete', { 'job-id': 'j6', tag: 't1', devices: ['n0', 'n1'] })).statuses,
+      (await job(t, 'snapshot-delete', { 'job-id': 'j6', tag: 't1', devices: ['n0', 'n1'] })).statuses,
     ).toEqual(DONE);
     expect((await t.hmp('info snapshots')).out).toBe('There is no snapshot available.\r\n');
     await t.close();
@@ -243,9 +265,12 @@ describe('savevm and loadvm', () => {
     // A subset of the devices it was saved with.
     await t.hmp('savevm s2');
     await t.backends[0]!.write(0, fill(0xa1));
-    const subset = job(
-      await t.execute('snapshot-load', { 'job-id': 'j', tag: 's2', vmstate: 'n0', devices: ['n0'] }),
-    );
+    const subset = await job(t, 'snapshot-load', {
+      'job-id': 'j',
+      tag: 's2',
+      vmstate: 'n0',
+      devices: ['n0'],
+    });
     expect(subset.last).toEqual(
       err("The VM state of snapshot 's2' was saved with the devices d0, d1, not d0"),
     );

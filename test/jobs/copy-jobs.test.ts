@@ -1,13 +1,15 @@
 /**
- * stream, commit and mirror with a guest writing all along: the result equals the guest's shadow
- * copy, qemu-img check/compare accept the images, progress ends at total, and a failing target
- * leaves the graph as it was.
+ * stream (also of an HTTP-based disk), commit and mirror with a guest writing all along: the
+ * result equals the guest's shadow copy, qemu-img check/compare accept the images, progress ends
+ * at total, a failing target leaves the graph as it was, and a node the command cannot make
+ * writable is the command's error.
  */
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { backingOf } from '../../src/jobs/chain.ts';
 import { tempDir } from '../cli/helpers.ts';
+import { TestHttpServer } from '../support/http-server.ts';
 import { differs, drive, readAll, session, statuses, writeLoop, type Message } from './helpers.ts';
 
 const tmp = tempDir();
@@ -200,6 +202,72 @@ describe('block jobs under guest writes', () => {
     await s.execute('blockdev-del', { 'node-name': 'top' });
     qemuImg('check', files.base);
     qemuImg('compare', '-f', 'qcow2', '-F', 'raw', files.base, rawOf('h.raw', shadow));
+  });
+
+  it('block-stream makes an HTTP-based disk fully local while the guest writes', async () => {
+    const server = await TestHttpServer.start();
+    try {
+      const base = new Uint8Array(SIZE).map((_, i) => (i * 7 + (i >> 9)) & 0xff);
+      const url = server.serveBytes('/base.raw', base);
+      const top = tmp.path('web-top.qcow2');
+      qemuImg('create', '-q', '-f', 'qcow2', top, String(SIZE));
+      const s = await session();
+      const web = { driver: 'raw', 'node-name': 'web', file: { driver: 'http', url } };
+      const file = { driver: 'file', filename: top };
+      await s.execute('blockdev-add', { driver: 'qcow2', 'node-name': 'top', file, backing: web });
+      const guest = drive(s.graph, 'd0', 'top');
+      const shadow = await readAll(guest);
+      expect(differs(shadow, base)).toBeUndefined();
+      const loop = writeLoop(guest, shadow, 9);
+      expect(await s.execute('block-stream', { 'job-id': 'w', device: 'top' })).toEqual({ return: {} });
+      const done = await s.waitEvent('BLOCK_JOB_COMPLETED');
+      await loop.stop();
+      expect(loop.writes).toBeGreaterThan(5);
+      expect(done).toEqual({ device: 'w', len: SIZE, offset: SIZE, speed: 0, type: 'stream' });
+      // No backing left; the HTTP node is closed and nothing reads from the server any more.
+      expect(backingOf(s.graph.lookup('top'))).toBeUndefined();
+      expect(s.graph.nodes.has('web')).toBe(false);
+      const requests = server.log.length;
+      expect(differs(await readAll(guest), shadow)).toBeUndefined();
+      expect(server.log.length).toBe(requests);
+      await guest.close();
+      await s.execute('blockdev-del', { 'node-name': 'top' });
+      expect(JSON.parse(qemuImg('info', '--output=json', top))).not.toHaveProperty('backing-filename');
+      qemuImg('check', top);
+      qemuImg('compare', '-f', 'qcow2', '-F', 'raw', top, rawOf('web.raw', shadow));
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a node that cannot be made writable is the command’s error, with QEMU 7.2’s events', async () => {
+    const files = chain('ro');
+    const s = await session();
+    const file = (name: string) => ({ driver: 'file', filename: files[name] });
+    // The base's file is a read-only node of its own: reopening base read-write cannot take it along.
+    await s.execute('blockdev-add', { ...file('base'), 'node-name': 'bf', 'read-only': true });
+    await s.execute('blockdev-add', { driver: 'qcow2', 'node-name': 'b', file: 'bf', 'read-only': true });
+    await s.execute('blockdev-add', { driver: 'qcow2', 'node-name': 'm', file: file('mid'), backing: 'b' });
+    await s.execute('blockdev-add', { driver: 'qcow2', 'node-name': 't', file: file('top'), backing: 'm' });
+    const readOnly = { error: { class: 'GenericError', desc: 'Block node is read-only' } };
+    // Captured from qemu-system-x86_64 7.2: intermediate commit creates its job first
+    // (created, null); stream and active commit refuse before any job exists.
+    const commands: [string, Message, string[]][] = [
+      [
+        'block-commit',
+        { 'job-id': 'c', device: 't', 'top-node': 'm', 'base-node': 'b' },
+        ['created', 'null'],
+      ],
+      ['block-stream', { 'job-id': 's', device: 'b' }, []],
+      ['block-commit', { 'job-id': 'c2', device: 't', 'base-node': 'b' }, []],
+    ];
+    for (const [command, args, events] of commands) {
+      expect(await s.execute(command, args)).toEqual(readOnly);
+      expect(statuses(s.events, args['job-id'] as string)).toEqual(events);
+    }
+    expect(await s.execute('query-jobs')).toEqual({ return: [] });
+    expect(s.graph.lookup('b').readOnly).toBe(true);
+    expect(backingOf(s.graph.lookup('t'))!.nodeName).toBe('m');
   });
 
   it('a drain over a running job pauses it while it lasts, then it runs on', async () => {

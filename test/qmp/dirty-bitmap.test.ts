@@ -5,44 +5,23 @@
  */
 import { describe, expect, it } from 'vitest';
 import { BlockBackend } from '../../src/block/backend.ts';
-import { BlockGraph } from '../../src/graph/graph.ts';
-import { QmpMonitor } from '../../src/qmp/monitor.ts';
+import { runJobCommand } from '../../src/jobs/job-command.ts';
+import { localExecute } from '../../src/qmp/commands/local.ts';
+import { session } from '../jobs/helpers.ts';
 
 const MiB = 1 << 20;
-
-async function setup() {
-  let graph!: BlockGraph;
-  const monitor = new QmpMonitor((emit) => (graph = new BlockGraph(emit)));
-  const lines: string[] = [];
-  const session = monitor.connect((text) => lines.push(text));
-  const execute = async (execute: string, args?: Record<string, unknown>) => {
-    session.feed(`${JSON.stringify({ execute, ...(args && { arguments: args }) })}\n`);
-    await session.idle();
-    return JSON.parse(lines.splice(0).at(-1)!) as Record<string, unknown>;
-  };
-  await execute('qmp_capabilities');
-  await execute('blockdev-add', {
-    driver: 'qcow2',
-    'node-name': 'q',
-    file: { driver: 'memory', size: 0 },
-  });
-  return { graph, execute };
-}
 
 const ok = { return: {} };
 const err = (desc: string) => ({ error: { class: 'GenericError', desc } });
 
 /** A qcow2 image of 8 MiB with 64 KiB clusters made through blockdev-create. */
 async function withImage() {
-  const s = await setup();
+  const s = await session();
   await s.execute('blockdev-add', { driver: 'memory', 'node-name': 'm', size: 0 });
-  const created = await s.execute('blockdev-create', {
+  await runJobCommand(localExecute(s.graph), 'blockdev-create', {
     'job-id': 'c',
     options: { driver: 'qcow2', file: 'm', size: 8 * MiB },
   });
-  expect(created).toEqual(ok);
-  await new Promise((r) => setTimeout(r, 50));
-  await s.execute('job-dismiss', { id: 'c' });
   await s.execute('blockdev-add', { driver: 'qcow2', 'node-name': 'img', file: 'm' });
   return s;
 }

@@ -65,8 +65,7 @@ function normalizer(): (e: Exchange) => Exchange {
     expect(timestamp).toEqual({ seconds: expect.any(Number), microseconds: expect.any(Number) });
     return rest;
   };
-  // QEMU keeps a concluded job until it is dismissed (here: at quit); blockgraph's synchronous
-  // jobs are gone when their command returns (qmp/commands/sync-job.ts).
+  // The `null` events of the jobs QEMU dismisses itself at quit (after SHUTDOWN) are not compared.
   const dismissed = (m: Message) =>
     m.event === 'JOB_STATUS_CHANGE' && (m.data as { status?: string }).status === 'null';
   return (e) =>

@@ -7,7 +7,7 @@
  */
 import type { BlockgraphClient, StoredImageRef } from '../../src/client/index.ts';
 import { Progress } from './feedback.ts';
-import { createKept, isKept, keptRef, protocolOptions, refName } from './storage.ts';
+import { createKept, isKept, keptRef, protocolOptions, refName, type StorageKind } from './storage.ts';
 
 const STEP = 1 << 20;
 
@@ -23,15 +23,27 @@ export async function exportImage(
     .split('/')
     .at(-1)!
     .replace(/\.(qcow2|raw|img)$/, '');
-  const target = keptRef(ref.driver, `exports/${base}.${as}`);
-  const progress = new Progress(container, `Exporting ${base}.${as}…`);
+  const node = { driver: format, 'read-only': true, file: protocolOptions(ref) };
+  await exportNode(client, node, ref.driver, `${base}.${as}`, container);
+}
+
+/**
+ * Exports what `node` (options of a node to open, or the node-name of an open one) reads as a
+ * download `name` (.qcow2 or .raw), staged in `kind` storage, with progress bars in `container`.
+ */
+export async function exportNode(
+  client: BlockgraphClient,
+  node: Record<string, unknown> | string,
+  kind: StorageKind,
+  name: string,
+  container: HTMLElement,
+): Promise<void> {
+  const as = name.endsWith('.qcow2') ? 'qcow2' : 'raw';
+  const target = keptRef(kind, `exports/${name}`);
+  const progress = new Progress(container, `Exporting ${name}…`);
   try {
     if (await isKept(client, target)) await client.deleteStoredImage(target);
-    const source = await client.addDrive({
-      id: 'export-src',
-      node: { driver: format, 'read-only': true, file: protocolOptions(ref) },
-      readOnly: true,
-    });
+    const source = await client.addDrive({ id: 'export-src', node, readOnly: true });
     try {
       await createKept(client, target, { format: as, size: source.size });
       const sink = await client.addDrive({
@@ -51,7 +63,7 @@ export async function exportImage(
     const blob = await readOut(client, target, (done, total) =>
       progress.update(done, total, `Preparing the download: ${percent(done, total)}`),
     );
-    download(blob, `${base}.${as}`);
+    download(blob, name);
   } finally {
     progress.done();
     await client.deleteStoredImage(target).catch(() => {});

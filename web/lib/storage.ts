@@ -3,6 +3,7 @@
  * else IndexedDB. A kept disk is a StoredImageRef; its protocol options open it.
  */
 import type { BlockgraphClient, StoredImageRef } from '../../src/client/index.ts';
+import { runJobCommand } from '../../src/jobs/job-command.ts';
 
 export type StorageKind = 'opfs' | 'idb';
 
@@ -50,9 +51,10 @@ export async function createKept(
   image: NewImage,
 ): Promise<void> {
   const file = protocolOptions(ref);
+  const execute = (command: string, args?: Record<string, unknown>) => client.execute(command, args);
   // A raw image is its file (QEMU's blockdev-create has no raw format step).
   const fileSize = image.format === 'raw' ? image.size : 0;
-  await client.execute('blockdev-create', {
+  await runJobCommand(execute, 'blockdev-create', {
     'job-id': 'site-create-file',
     options: { ...file, size: fileSize },
   });
@@ -63,7 +65,7 @@ export async function createKept(
     const options: Record<string, unknown> = { driver: image.format, file: nodeName, size: image.size };
     if (image.backingFile) options['backing-file'] = image.backingFile;
     if (image.backingFormat) options['backing-fmt'] = image.backingFormat;
-    await client.execute('blockdev-create', { 'job-id': 'site-create-format', options });
+    await runJobCommand(execute, 'blockdev-create', { 'job-id': 'site-create-format', options });
   } finally {
     await client.execute('blockdev-del', { 'node-name': nodeName });
   }

@@ -16,7 +16,7 @@ import { createKept, isKept, keptRef, keptStorage, protocolOptions, touch } from
 import type { GuestPanel } from './guest.ts';
 
 /** How the guest sees a dropped image. */
-type Bus = 'ide' | 'cdrom' | 'virtio';
+type Bus = 'ide' | 'cdrom' | 'floppy' | 'virtio';
 
 interface Opened {
   readonly name: string;
@@ -135,6 +135,7 @@ export class DropPanel {
         h('legend', {}, 'Attach as'),
         radio('bus', 'ide', 'IDE disk (boot from it)', !opened.iso),
         radio('bus', 'cdrom', 'CD-ROM (boot from it; read-only, so no changes to keep)', opened.iso),
+        radio('bus', 'floppy', 'floppy (boot from it; 1.44 MiB and the other standard sizes)'),
         radio('bus', 'virtio', 'virtio disk (data disk of the test guest)'),
       ),
       h(
@@ -159,9 +160,11 @@ export class DropPanel {
       const cdrom = `file=${qemuOptsValue(opened.name)},format=${opened.format},if=none,id=cd0,readonly=on`;
       return this.guest.bootWith({ hda: null, cdrom });
     }
-    const id = bus === 'ide' ? 'hda' : 'vda';
+    const id = ({ ide: 'hda', floppy: 'fda', virtio: 'vda' } as const)[bus];
     const drive = kept ? await this.keptDrive(opened, id) : temporaryDrive(opened, id);
-    if (drive) await this.guest.bootWith(bus === 'ide' ? { hda: drive } : { virtio: [drive] });
+    if (!drive) return;
+    if (bus === 'floppy') await this.guest.bootWith({ hda: null, fda: drive });
+    else await this.guest.bootWith(bus === 'ide' ? { hda: drive } : { virtio: [drive] });
   }
 
   /** A qcow2 overlay kept in the browser over the file (made on first use); undefined if that failed. */

@@ -1,15 +1,26 @@
 /**
  * The block graph as a live SVG: BlockBackends (the drives) on top, then their nodes layer by
  * layer, each box with its node-name and driver; edges labelled with the child role (file,
- * backing, ...). Backends show their I/O counters (query-blockstats). The picture is polled once
- * a second and redrawn whenever the graph or a counter changed.
+ * backing, ...). Backends show their I/O counters (query-blockstats), nodes the requests that
+ * reached them (the worker's per-node counters: QEMU accounts only at backends). The picture is
+ * polled once a second and redrawn whenever the graph or a counter changed; the running jobs
+ * (query-jobs) are listed under it.
  */
+import type { NodeCounters } from '../../src/client/index.ts';
 import type { App } from '../lib/app.ts';
 import { byId, formatBytes } from '../lib/dom.ts';
 
 interface XdbgGraph {
   nodes: { id: number; type: 'block-backend' | 'block-driver'; name: string }[];
   edges: { parent: number; child: number; name: string }[];
+}
+
+interface JobInfo {
+  id: string;
+  type: string;
+  status: string;
+  'current-progress': number;
+  'total-progress': number;
 }
 
 interface Stats {
@@ -21,11 +32,12 @@ interface Stats {
 }
 
 const SVG = 'http://www.w3.org/2000/svg';
-const BOX = { w: 170, h: 46, gapX: 24, gapY: 56 };
+const BOX = { w: 180, h: 62, gapX: 24, gapY: 56 };
 const POLL_MS = 1000;
 
 export class GraphPanel {
   private readonly svg = byId('graph-svg') as unknown as SVGSVGElement;
+  private readonly jobs = byId('graph-jobs');
   private last = '';
 
   constructor(private readonly app: App) {
@@ -35,21 +47,29 @@ export class GraphPanel {
 
   async update(): Promise<void> {
     const client = this.app.client;
-    const [graph, named, stats] = await Promise.all([
+    const [graph, named, stats, perNode, jobs] = await Promise.all([
       client.execute<XdbgGraph>('x-debug-query-block-graph'),
       client.execute<{ 'node-name': string; drv: string }[]>('query-named-block-nodes'),
       client.execute<{ device: string; stats: Stats }[]>('query-blockstats'),
-    ]).catch(() => [undefined, [], []] as const);
+      client.nodeCounters(),
+      client.execute<JobInfo[]>('query-jobs'),
+    ]).catch(() => [undefined, [], [], {}, []] as const);
     if (!graph) return;
     const drivers = new Map(named.map((n) => [n['node-name'], n.drv]));
     const counters = new Map(stats.map((s) => [s.device, s.stats]));
-    const key = JSON.stringify([graph, [...drivers], [...counters]]);
+    const key = JSON.stringify([graph, [...drivers], [...counters], perNode, jobs]);
     if (key === this.last) return;
     this.last = key;
-    this.draw(graph, drivers, counters);
+    this.jobs.textContent = jobs.length ? `Jobs: ${jobs.map(describeJob).join('; ')}` : '';
+    this.draw(graph, drivers, counters, perNode);
   }
 
-  private draw(graph: XdbgGraph, drivers: Map<string, string>, counters: Map<string, Stats>): void {
+  private draw(
+    graph: XdbgGraph,
+    drivers: Map<string, string>,
+    counters: Map<string, Stats>,
+    perNode: Readonly<Record<string, NodeCounters>>,
+  ): void {
     const layer = layers(graph);
     const rows = new Map<number, number[]>();
     for (const node of graph.nodes)
@@ -88,6 +108,12 @@ export class GraphPanel {
           : 'drive'
         : (drivers.get(node.name) ?? '');
       g.append(el('text', { x: x + 8, y: y + 36, class: 'detail' }, detail));
+      const io = perNode[node.name];
+      if (io) {
+        const text = `rd ${formatBytes(io.readBytes)} wr ${formatBytes(io.writeBytes)}`;
+        g.append(el('text', { x: x + 8, y: y + 53, class: 'counters' }, text));
+        g.append(el('title', {}, `${node.name}: ${io.readOps} reads, ${io.writeOps} writes`));
+      }
       if (stats) {
         const ops = `${stats.rd_operations} reads, ${stats.wr_operations} writes, ${stats.flush_operations} flushes`;
         g.append(el('title', {}, `${node.name}: ${ops}`));
@@ -108,6 +134,11 @@ export class GraphPanel {
     defs.append(marker);
     this.svg.replaceChildren(defs, ...parts);
   }
+}
+
+function describeJob(job: JobInfo): string {
+  const pct = Math.floor((job['current-progress'] * 100) / Math.max(job['total-progress'], 1));
+  return `${job.id} (${job.type}, ${job.status}, ${pct} %)`;
 }
 
 /** Each node's depth: the longest path to it from a node nothing points at. */

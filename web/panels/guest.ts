@@ -31,6 +31,8 @@ export interface BootDisks {
   readonly hda?: BootDrive | null;
   /** A read-only medium in the IDE CD-ROM (SeaBIOS boots from it when there is no hard disk). */
   readonly cdrom?: BootDrive;
+  /** A disk in the first floppy drive (SeaBIOS boots it when there is no hard disk). */
+  readonly fda?: BootDrive;
   /** Data disks on virtio-blk (the guest's vda, vdb, ...). */
   readonly virtio?: readonly BootDrive[];
 }
@@ -102,11 +104,13 @@ export class GuestPanel {
     };
     let hda: DriveHandle | undefined;
     let cdrom: DriveHandle | undefined;
+    let fda: DriveHandle | undefined;
     const virtio: DriveHandle[] = [];
     try {
       const hdaSpec = ownGuest ? await this.guestDrive(progress) : disks.hda;
       if (hdaSpec) hda = await open(hdaSpec);
       if (disks.cdrom) cdrom = await open(disks.cdrom);
+      if (disks.fda) fda = await open(disks.fda);
       for (const spec of disks.virtio ?? []) virtio.push(await open(spec));
     } catch (err) {
       for (const drive of drives) await drive.close();
@@ -120,6 +124,7 @@ export class GuestPanel {
     const machine = await bootFromDrives(client, {
       hda,
       cdrom,
+      fda,
       virtio,
       memorySize: MEMORY,
       screenContainer: byId('screen'),
@@ -127,7 +132,9 @@ export class GuestPanel {
     const flusher = setInterval(() => drives.forEach((d) => void d.flush().catch(() => {})), FLUSH_MS);
     this.session = { machine, drives, flusher };
     this.terminal.attach(machine);
-    const devices = [hda && 'hda', cdrom && 'cdrom', `virtio=${virtio.length}`].filter(Boolean).join(' ');
+    const devices = [hda && 'hda', cdrom && 'cdrom', fda && 'fda', `virtio=${virtio.length}`]
+      .filter(Boolean)
+      .join(' ');
     await client.attachMachine(`v86 memory=${MEMORY >> 20}M ${devices}`, {
       pause: () => machine.pause(),
       resume: () => machine.resume(),

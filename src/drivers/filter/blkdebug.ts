@@ -22,6 +22,7 @@ import type { OptionsSchema } from '../../config/schema.ts';
 import { withDefaults } from '../options.ts';
 import { parseBlkdebugConfig } from './blkdebug-config.ts';
 import { childOrFilename } from './filename-child.ts';
+import { childRefused, FILTER_CAPABILITIES } from './filter-base.ts';
 
 /** QAPI BlkdebugEvent, in QEMU 7.2's order. */
 export const BLKDEBUG_EVENTS = [
@@ -152,7 +153,7 @@ export const blkdebugDriver = {
   name: 'blkdebug',
   kind: 'filter',
   options: OPTIONS,
-  capabilities: { writable: true, persistent: true, growable: true, discard: true, writeZeroes: true },
+  capabilities: FILTER_CAPABILITIES,
   protocols: ['blkdebug'],
 
   /**
@@ -174,12 +175,12 @@ export const blkdebugDriver = {
     const rules = await loadRules(opts);
     const align = opts.align as number | undefined;
     checkAlign(align);
-    return { ...filterOps(image, rules), requestAlignment: align || 1 };
+    return { ...filterOps(image, rules, opts.config as string | undefined), requestAlignment: align || 1 };
   },
 } as const satisfies BlockDriver;
 
 /** Requests pass to `image` (replaceable by a live graph change) unless an active rule fails them first. */
-function filterOps(image: BlockNode, rules: Rules): BlockDriverOps {
+function filterOps(image: BlockNode, rules: Rules, config: string | undefined): BlockDriverOps {
   const check = async (offset: number, bytes: number, iotype: IoType): Promise<void> => {
     const rule = rules.match(offset, bytes, iotype);
     if (!rule || rule.errno === 0) return;
@@ -190,6 +191,8 @@ function filterOps(image: BlockNode, rules: Rules): BlockDriverOps {
   };
   return {
     length: () => image.length(),
+    /** blkdebug_refresh_filename: `blkdebug:CONFIG:IMAGE` (measured: `blkdebug::null-co://`). */
+    filename: () => `blkdebug:${config ?? ''}:${image.filename()}`,
     read: async (offset, dst) => {
       await check(offset, dst.length, 'read');
       await image.read(offset, dst);
@@ -217,8 +220,7 @@ function filterOps(image: BlockNode, rules: Rules): BlockDriverOps {
     truncate: (bytes) => image.truncate(bytes),
     debugEvent: (event) => rules.event(event),
     replaceChild: (name, node) => {
-      if (name !== 'image' || !node)
-        throw genericError(`Cannot change the '${name}' child of a blkdebug node`);
+      if (name !== 'image' || !node) throw childRefused(name, 'a blkdebug node');
       image = node;
     },
   };

@@ -14,6 +14,7 @@ import { BlockIOError, ERRNO_NUMBERS, errnoOf, genericError, ioError } from '../
 import type { BlockNode } from '../../block/node.ts';
 import type { WriteFlags } from '../../block/types.ts';
 import { childOrFilename } from './filename-child.ts';
+import { childRefused } from './filter-base.ts';
 
 const OPTIONS = {
   test: { type: 'child', role: 'test', help: 'the image under test' },
@@ -91,9 +92,7 @@ class Blkverify implements BlockDriverOps {
 
   /** A live graph change: `test` or `raw` becomes `node`; both must stay. */
   replaceChild(name: string, node: BlockNode | null): void {
-    if (!node || (name !== 'test' && name !== 'raw')) {
-      throw genericError(`Cannot change the '${name}' child of a blkverify node`);
-    }
+    if (!node || (name !== 'test' && name !== 'raw')) throw childRefused(name, 'a blkverify node');
     if (name === 'test') this.test = node;
     else this.raw = node;
   }

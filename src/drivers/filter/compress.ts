@@ -11,8 +11,9 @@ import { alignedWrite } from '../../block/alignment.ts';
 import type { BlockDriver, BlockDriverOps } from '../../block/driver.ts';
 import { genericError } from '../../block/errors.ts';
 import type { BlockNode } from '../../block/node.ts';
-import type { BlockStatus, WriteFlags, ZeroOptions } from '../../block/types.ts';
+import type { WriteFlags } from '../../block/types.ts';
 import { clusterSize } from './cluster-size.ts';
+import { FileFilter, FILTER_CAPABILITIES, requiredChild } from './filter-base.ts';
 
 const OPTIONS = {
   file: { type: 'child', role: 'file', required: true, help: 'the node writes are compressed into' },
@@ -22,11 +23,10 @@ export const compressDriver = {
   name: 'compress',
   kind: 'filter',
   options: OPTIONS,
-  capabilities: { writable: true, persistent: true, growable: true, discard: true, writeZeroes: true },
+  capabilities: FILTER_CAPABILITIES,
 
   async open(ctx): Promise<BlockDriverOps> {
-    const file = ctx.children.get('file');
-    if (!file) throw genericError('A block device must be specified for "file"');
+    const file = requiredChild(ctx, 'file');
     checkCanCompress(file);
     return new Compress(file);
   },
@@ -39,24 +39,18 @@ function checkCanCompress(file: BlockNode): void {
   }
 }
 
-class Compress implements BlockDriverOps {
-  constructor(private file: BlockNode) {}
+class Compress extends FileFilter {
+  constructor(file: BlockNode) {
+    super(file, 'a compress node');
+  }
 
   /** compress_refresh_limits: `file`'s cluster size, read at each use so a new child counts. */
   get requestAlignment(): number {
     return clusterSize(this.file);
   }
 
-  length(): number {
-    return this.file.length();
-  }
-
-  read(offset: number, dst: Uint8Array): Promise<void> {
-    return this.file.read(offset, dst);
-  }
-
   /** Whole clusters, compressed; a partial head or tail cluster is read, patched and compressed. */
-  write(offset: number, src: Uint8Array, flags: WriteFlags): Promise<void> {
+  override write(offset: number, src: Uint8Array, flags: WriteFlags): Promise<void> {
     return alignedWrite(this.file, offset, src, { ...flags, compressed: true }, this.requestAlignment);
   }
 
@@ -64,30 +58,8 @@ class Compress implements BlockDriverOps {
     return this.write(offset, src, {});
   }
 
-  writeZeroes(offset: number, bytes: number, opts: ZeroOptions): Promise<void> {
-    return this.file.writeZeroes(offset, bytes, opts);
-  }
-
-  discard(offset: number, bytes: number): Promise<void> {
-    return this.file.discard(offset, bytes);
-  }
-
-  flush(): Promise<void> {
-    return this.file.flush();
-  }
-
-  blockStatus(offset: number, bytes: number): Promise<BlockStatus> {
-    return this.file.blockStatus(offset, bytes);
-  }
-
-  truncate(bytes: number): Promise<void> {
-    return this.file.truncate(bytes);
-  }
-
   /** A live graph change: the new `file` must compress too. */
-  replaceChild(name: string, node: BlockNode | null): void {
-    if (name !== 'file' || !node) throw genericError(`Cannot change the '${name}' child of a compress node`);
+  protected override checkChild(node: BlockNode): void {
     checkCanCompress(node);
-    this.file = node;
   }
 }

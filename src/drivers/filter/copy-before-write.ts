@@ -17,7 +17,9 @@ import { findBitmap } from '../../bitmaps/node-bitmaps.ts';
 import type { BlockDriver, BlockDriverOps, ChildPermRequest } from '../../block/driver.ts';
 import { genericError, ioError } from '../../block/errors.ts';
 import type { BlockNode } from '../../block/node.ts';
+import { RangeLock } from '../../block/range-lock.ts';
 import { Perm, PERM_ALL, type BlockStatus, type WriteFlags, type ZeroOptions } from '../../block/types.ts';
+import { FileFilter, requiredChild } from './filter-base.ts';
 
 /** BACKUP_CLUSTER_SIZE_DEFAULT (block/block-copy.c). */
 const DEFAULT_CLUSTER = 65536;
@@ -69,10 +71,8 @@ export const copyBeforeWriteDriver = {
   },
 
   async open(ctx): Promise<BlockDriverOps> {
-    const file = ctx.children.get('file');
-    const target = ctx.children.get('target');
-    if (!file) throw genericError('A block device must be specified for "file"');
-    if (!target) throw genericError('A block device must be specified for "target"');
+    const file = requiredChild(ctx, 'file');
+    const target = requiredChild(ctx, 'target');
     const ref = ctx.options.bitmap as { node: string; name: string } | undefined;
     const bitmap = ref && lookupReachable(file, target, ref);
     return new CopyBeforeWrite(file, target, {
@@ -122,7 +122,7 @@ interface CbwPolicy {
 }
 
 /** The filter's state; snapshot-access reads the point-in-time view through its `snapshot*` methods. */
-export class CopyBeforeWrite implements BlockDriverOps {
+export class CopyBeforeWrite extends FileFilter {
   readonly clusterSize: number;
   /** Clusters whose old data is still only in `file` (block-copy's copy_bitmap). */
   private readonly toCopy: BdrvDirtyBitmap;
@@ -139,10 +139,11 @@ export class CopyBeforeWrite implements BlockDriverOps {
   onCopied: ((bytes: number) => void) | undefined;
 
   constructor(
-    private file: BlockNode,
+    file: BlockNode,
     private readonly target: BlockNode,
     private readonly policy: CbwPolicy,
   ) {
+    super(file, 'a copy-before-write node');
     this.clusterSize = Math.max(DEFAULT_CLUSTER, target.ops.imageFacts?.().clusterSize ?? 0);
     const len = file.length();
     this.toCopy = new BdrvDirtyBitmap(undefined, this.clusterSize, len);
@@ -153,43 +154,24 @@ export class CopyBeforeWrite implements BlockDriverOps {
     this.access.merge(this.toCopy);
   }
 
-  length(): number {
-    return this.file.length();
-  }
-
-  read(offset: number, dst: Uint8Array): Promise<void> {
-    return this.file.read(offset, dst);
-  }
-
-  async write(offset: number, src: Uint8Array, flags: WriteFlags): Promise<void> {
+  override async write(offset: number, src: Uint8Array, flags: WriteFlags): Promise<void> {
     await this.copyBeforeWrite(offset, src.length);
     await this.file.write(offset, src, flags);
   }
 
-  async writeZeroes(offset: number, bytes: number, opts: ZeroOptions): Promise<void> {
+  override async writeZeroes(offset: number, bytes: number, opts: ZeroOptions): Promise<void> {
     await this.copyBeforeWrite(offset, bytes);
     await this.file.writeZeroes(offset, bytes, opts);
   }
 
-  async discard(offset: number, bytes: number): Promise<void> {
+  override async discard(offset: number, bytes: number): Promise<void> {
     await this.copyBeforeWrite(offset, bytes);
     await this.file.discard(offset, bytes);
   }
 
-  flush(): Promise<void> {
-    return this.file.flush();
-  }
-
-  blockStatus(offset: number, bytes: number): Promise<BlockStatus> {
-    return this.file.blockStatus(offset, bytes);
-  }
-
-  /** A live graph change: the source is the new `file` from now on; the target is fixed. */
-  replaceChild(name: string, node: BlockNode | null): void {
-    if (name !== 'file' || !node) {
-      throw genericError(`Cannot change the '${name}' child of a copy-before-write node`);
-    }
-    this.file = node;
+  /** Not resizable: the copy bitmaps cover the source as it was at open. */
+  override truncate(): Promise<void> {
+    return Promise.reject(ioError('ENOTSUP', 'Image format driver does not support resize'));
   }
 
   /**
@@ -200,8 +182,7 @@ export class CopyBeforeWrite implements BlockDriverOps {
   async snapshotRead(offset: number, dst: Uint8Array): Promise<void> {
     const [start, end] = this.clusters(offset, dst.length);
     this.checkAccess(start, end);
-    const release = await this.locks.acquire(start, end);
-    try {
+    await this.locks.run(start, end, async () => {
       for (let pos = 0; pos < dst.length;) {
         const at = offset + pos;
         const runEnd = Math.min(
@@ -212,9 +193,7 @@ export class CopyBeforeWrite implements BlockDriverOps {
         await from.read(at, dst.subarray(pos, runEnd - offset));
         pos = runEnd - offset;
       }
-    } finally {
-      release();
-    }
+    });
   }
 
   /**
@@ -238,13 +217,10 @@ export class CopyBeforeWrite implements BlockDriverOps {
     const start = Math.ceil(offset / this.clusterSize) * this.clusterSize;
     const end = Math.floor((offset + bytes) / this.clusterSize) * this.clusterSize;
     if (start >= end) return;
-    const release = await this.locks.acquire(start, end);
-    try {
+    await this.locks.run(start, end, async () => {
       this.access.reset(start, end - start);
       this.toCopy.reset(start, end - start);
-    } finally {
-      release();
-    }
+    });
     await this.target.discard(start, Math.min(end, this.target.length()) - start);
   }
 
@@ -280,12 +256,7 @@ export class CopyBeforeWrite implements BlockDriverOps {
    */
   async copy(offset: number, bytes: number): Promise<void> {
     const [start, end] = this.clusters(offset, bytes);
-    const release = await this.locks.acquire(start, end);
-    try {
-      await this.withTimeout(this.copyDirty(start, end));
-    } finally {
-      release();
-    }
+    await this.locks.run(start, end, () => this.withTimeout(this.copyDirty(start, end)));
   }
 
   private checkAccess(start: number, end: number): void {
@@ -350,25 +321,5 @@ export class CopyBeforeWrite implements BlockDriverOps {
   private clusters(offset: number, bytes: number): [number, number] {
     const cs = this.clusterSize;
     return [Math.floor(offset / cs) * cs, Math.ceil((offset + bytes) / cs) * cs];
-  }
-}
-
-/** Byte ranges held exclusively: an acquire waits until no held range overlaps its own. */
-class RangeLock {
-  private readonly held = new Set<{ start: number; end: number; done: Promise<void> }>();
-
-  async acquire(start: number, end: number): Promise<() => void> {
-    for (;;) {
-      const busy = [...this.held].find((h) => h.start < end && start < h.end);
-      if (!busy) break;
-      await busy.done;
-    }
-    let release!: () => void;
-    const entry = { start, end, done: new Promise<void>((resolve) => (release = resolve)) };
-    this.held.add(entry);
-    return () => {
-      this.held.delete(entry);
-      release();
-    };
   }
 }

@@ -16,8 +16,10 @@
 import type { BlockDriver, BlockDriverOps, ChildPermRequest } from '../../block/driver.ts';
 import { genericError } from '../../block/errors.ts';
 import type { BlockNode } from '../../block/node.ts';
-import { Perm, type BlockStatus } from '../../block/types.ts';
+import { RangeLock } from '../../block/range-lock.ts';
+import { Perm, type BlockStatus, type WriteFlags, type ZeroOptions } from '../../block/types.ts';
 import { clusterSize } from './cluster-size.ts';
+import { FileFilter, FILTER_CAPABILITIES, requiredChild } from './filter-base.ts';
 
 const OPTIONS = {
   file: { type: 'child', role: 'file', required: true, help: 'the node reads populate' },
@@ -34,7 +36,7 @@ export const copyOnReadDriver = {
   name: 'copy-on-read',
   kind: 'filter',
   options: OPTIONS,
-  capabilities: { writable: true, persistent: true, growable: true, discard: true, writeZeroes: true },
+  capabilities: FILTER_CAPABILITIES,
 
   /** The parents' needs pass through; copying needs write-unchanged, which others may share. */
   childPerms(req: ChildPermRequest): { perm: number; shared: number } {
@@ -45,8 +47,7 @@ export const copyOnReadDriver = {
   },
 
   async open(ctx): Promise<BlockDriverOps> {
-    const file = ctx.children.get('file');
-    if (!file) throw genericError('A block device must be specified for "file"');
+    const file = requiredChild(ctx, 'file');
     const bottom = ctx.options.bottom as string | undefined;
     if (bottom !== undefined && chainDepth(file, bottom) === undefined) {
       throw genericError(`Bottom node '${bottom}' not found`);
@@ -64,19 +65,17 @@ function chainDepth(top: BlockNode, name: string): number | undefined {
   return undefined;
 }
 
-class CopyOnRead implements BlockDriverOps {
+class CopyOnRead extends FileFilter {
   private readonly locks = new RangeLock();
 
   constructor(
-    private file: BlockNode,
+    file: BlockNode,
     private readonly bottom: string | undefined,
-  ) {}
-
-  length(): number {
-    return this.file.length();
+  ) {
+    super(file, 'a copy-on-read node');
   }
 
-  async read(offset: number, dst: Uint8Array): Promise<void> {
+  override async read(offset: number, dst: Uint8Array): Promise<void> {
     for (let pos = 0; pos < dst.length;) {
       const status = await this.file.blockStatus(offset + pos, dst.length - pos);
       const part = dst.subarray(pos, pos + status.bytes);
@@ -86,7 +85,7 @@ class CopyOnRead implements BlockDriverOps {
     }
   }
 
-  write(offset: number, src: Uint8Array, flags: { fua?: boolean }): Promise<void> {
+  override write(offset: number, src: Uint8Array, flags: WriteFlags): Promise<void> {
     return this.serialised(offset, src.length, () => this.file.write(offset, src, flags));
   }
 
@@ -94,31 +93,12 @@ class CopyOnRead implements BlockDriverOps {
     return this.serialised(offset, src.length, () => this.file.write(offset, src, { compressed: true }));
   }
 
-  writeZeroes(offset: number, bytes: number, opts: { unmap?: boolean }): Promise<void> {
+  override writeZeroes(offset: number, bytes: number, opts: ZeroOptions): Promise<void> {
     return this.serialised(offset, bytes, () => this.file.writeZeroes(offset, bytes, opts));
   }
 
-  discard(offset: number, bytes: number): Promise<void> {
+  override discard(offset: number, bytes: number): Promise<void> {
     return this.serialised(offset, bytes, () => this.file.discard(offset, bytes));
-  }
-
-  flush(): Promise<void> {
-    return this.file.flush();
-  }
-
-  blockStatus(offset: number, bytes: number): Promise<BlockStatus> {
-    return this.file.blockStatus(offset, bytes);
-  }
-
-  truncate(bytes: number): Promise<void> {
-    return this.file.truncate(bytes);
-  }
-
-  /** A live graph change: reads populate the new `file` from now on. */
-  replaceChild(name: string, node: BlockNode | null): void {
-    if (name !== 'file' || !node)
-      throw genericError(`Cannot change the '${name}' child of a copy-on-read node`);
-    this.file = node;
   }
 
   /**
@@ -142,8 +122,7 @@ class CopyOnRead implements BlockDriverOps {
     const start = Math.floor(offset / cluster) * cluster;
     const end = Math.min(Math.ceil((offset + dst.length) / cluster) * cluster, this.file.length());
     const bounce = new Uint8Array(end - start);
-    const release = await this.locks.acquire(start, end);
-    try {
+    await this.locks.run(start, end, async () => {
       // Asked again under the lock: a copy that held it may have filled part of the range.
       for (let pos = 0; pos < bounce.length;) {
         const [bytes, local] = await this.localRun(start + pos, bounce.length - pos);
@@ -152,9 +131,7 @@ class CopyOnRead implements BlockDriverOps {
         if (!local) await this.writeBack(start + pos, run);
         pos += bytes;
       }
-    } finally {
-      release();
-    }
+    });
     dst.set(bounce.subarray(offset - start, offset - start + dst.length));
   }
 
@@ -188,34 +165,7 @@ class CopyOnRead implements BlockDriverOps {
   /** Runs a write-type request once no copy overlapping its clusters is in progress. */
   private async serialised(offset: number, bytes: number, op: () => Promise<void>): Promise<void> {
     const cluster = clusterSize(this.file);
-    const release = await this.locks.acquire(
-      Math.floor(offset / cluster) * cluster,
-      Math.ceil((offset + bytes) / cluster) * cluster,
-    );
-    try {
-      await op();
-    } finally {
-      release();
-    }
-  }
-}
-
-/** Byte ranges held exclusively: an acquire waits until no held range overlaps its own. */
-class RangeLock {
-  private readonly held = new Set<{ start: number; end: number; done: Promise<void> }>();
-
-  async acquire(start: number, end: number): Promise<() => void> {
-    for (;;) {
-      const busy = [...this.held].find((h) => h.start < end && start < h.end);
-      if (!busy) break;
-      await busy.done;
-    }
-    let release!: () => void;
-    const entry = { start, end, done: new Promise<void>((resolve) => (release = resolve)) };
-    this.held.add(entry);
-    return () => {
-      this.held.delete(entry);
-      release();
-    };
+    const start = Math.floor(offset / cluster) * cluster;
+    return this.locks.run(start, Math.ceil((offset + bytes) / cluster) * cluster, op);
   }
 }

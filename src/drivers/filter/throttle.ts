@@ -15,7 +15,8 @@ import type { BlockNode } from '../../block/node.ts';
 import type { ThrottleGroupMember } from '../../block/throttle/group.ts';
 import type { ThrottleGroups } from '../../block/throttle/groups.ts';
 import type { Direction } from '../../block/throttle/throttle.ts';
-import type { BlockStatus, WriteFlags, ZeroOptions } from '../../block/types.ts';
+import type { WriteFlags, ZeroOptions } from '../../block/types.ts';
+import { FileFilter, FILTER_CAPABILITIES, requiredChild } from './filter-base.ts';
 
 const OPTIONS = {
   'throttle-group': { type: 'str', required: true, help: 'the id of the throttle-group object to use' },
@@ -26,11 +27,10 @@ export const throttleDriver = {
   name: 'throttle',
   kind: 'filter',
   options: OPTIONS,
-  capabilities: { writable: true, persistent: true, growable: true, discard: true, writeZeroes: true },
+  capabilities: FILTER_CAPABILITIES,
 
   async open(ctx): Promise<BlockDriverOps> {
-    const file = ctx.children.get('file');
-    if (!file) throw genericError('A block device must be specified for "file"');
+    const file = requiredChild(ctx, 'file');
     const groups = ctx.objects?.throttleGroups;
     return new ThrottleFilter(file, joinGroup(groups, ctx.options['throttle-group'] as string), groups!);
   },
@@ -42,23 +42,21 @@ function joinGroup(groups: ThrottleGroups | undefined, name: string): ThrottleGr
   return groups.join(name);
 }
 
-class ThrottleFilter implements BlockDriverOps {
+class ThrottleFilter extends FileFilter {
   constructor(
-    private file: BlockNode,
+    file: BlockNode,
     private member: ThrottleGroupMember,
     private readonly groups: ThrottleGroups,
-  ) {}
-
-  length(): number {
-    return this.file.length();
+  ) {
+    super(file, 'a throttle node');
   }
 
-  async read(offset: number, dst: Uint8Array): Promise<void> {
+  override async read(offset: number, dst: Uint8Array): Promise<void> {
     await this.intercept(dst.length, 'read');
     await this.file.read(offset, dst);
   }
 
-  async write(offset: number, src: Uint8Array, flags: WriteFlags): Promise<void> {
+  override async write(offset: number, src: Uint8Array, flags: WriteFlags): Promise<void> {
     await this.intercept(src.length, 'write');
     await this.file.write(offset, src, flags);
   }
@@ -68,26 +66,14 @@ class ThrottleFilter implements BlockDriverOps {
     await this.file.write(offset, src, { compressed: true });
   }
 
-  async writeZeroes(offset: number, bytes: number, opts: ZeroOptions): Promise<void> {
+  override async writeZeroes(offset: number, bytes: number, opts: ZeroOptions): Promise<void> {
     await this.intercept(bytes, 'write');
     await this.file.writeZeroes(offset, bytes, opts);
   }
 
-  async discard(offset: number, bytes: number): Promise<void> {
+  override async discard(offset: number, bytes: number): Promise<void> {
     await this.intercept(bytes, 'write');
     await this.file.discard(offset, bytes);
-  }
-
-  flush(): Promise<void> {
-    return this.file.flush();
-  }
-
-  blockStatus(offset: number, bytes: number): Promise<BlockStatus> {
-    return this.file.blockStatus(offset, bytes);
-  }
-
-  truncate(bytes: number): Promise<void> {
-    return this.file.truncate(bytes);
   }
 
   /** The node is closed drained: it leaves its group, which goes away if it was the last user. */
@@ -102,12 +88,6 @@ class ThrottleFilter implements BlockDriverOps {
     const member = joinGroup(this.groups, name);
     this.groups.leave(this.member);
     this.member = member;
-  }
-
-  /** A live graph change: requests go to the new `file` from now on; a filter needs one. */
-  replaceChild(name: string, node: BlockNode | null): void {
-    if (name !== 'file' || !node) throw genericError(`Cannot change the '${name}' child of a throttle node`);
-    this.file = node;
   }
 
   /** bdrv_drained_begin (throttle_co_drain_begin): queued requests run, new ones pass. */

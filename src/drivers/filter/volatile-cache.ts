@@ -17,6 +17,7 @@
 import type { BlockDriver, BlockDriverOps } from '../../block/driver.ts';
 import { genericError, ioError } from '../../block/errors.ts';
 import type { BlockNode } from '../../block/node.ts';
+import { childRefused, FILTER_CAPABILITIES, requiredChild } from './filter-base.ts';
 
 const SECTOR = 512;
 const ZERO_SECTOR = new Uint8Array(SECTOR);
@@ -296,12 +297,10 @@ export const volatileCacheDriver = {
   name: 'x-volatile-cache',
   kind: 'filter',
   options: OPTIONS,
-  capabilities: { writable: true, persistent: true, growable: true, discard: true, writeZeroes: true },
+  capabilities: FILTER_CAPABILITIES,
 
   async open(ctx): Promise<BlockDriverOps> {
-    const file = ctx.children.get('file');
-    if (!file) throw genericError('A block device must be specified for "file"');
-    const cache = new VolatileCache(file);
+    const cache = new VolatileCache(requiredChild(ctx, 'file'));
     const ops: BlockDriverOps = {
       length: () => cache.length(),
       read: (offset, dst) => cache.serial(() => cache.read(offset, dst)),
@@ -314,9 +313,7 @@ export const volatileCacheDriver = {
       // Nothing is in flight when the graph swaps the child; the journal stays, as a page cache
       // stays above a disk whose driver stack changed underneath.
       replaceChild: (name, node) => {
-        if (name !== 'file' || !node) {
-          throw genericError(`Cannot change the '${name}' child of an x-volatile-cache node`);
-        }
+        if (name !== 'file' || !node) throw childRefused(name, 'an x-volatile-cache node');
         cache.child = node;
       },
     };

@@ -17,7 +17,7 @@ import { startBrowserMachine, type BrowserMachine, type BrowserMachineOptions } 
 
 export type IdeSlot = 'hda' | 'hdb' | 'cdrom';
 
-export interface DriveBootOptions extends Omit<BrowserMachineOptions, IdeSlot | 'onLoaded'> {
+export interface DriveBootOptions extends Omit<BrowserMachineOptions, IdeSlot | 'fda' | 'onLoaded'> {
   hda?: DriveHandle;
   hdb?: DriveHandle;
   /**
@@ -26,6 +26,8 @@ export interface DriveBootOptions extends Omit<BrowserMachineOptions, IdeSlot | 
    * no device ops that could reach v86 on the page (cdrom.ts is the in-process model).
    */
   cdrom?: DriveHandle;
+  /** The first floppy drive's disk (a standard floppy size; without IDE disks SeaBIOS boots it). */
+  fda?: DriveHandle;
   /** Data disks on virtio-blk-pci devices, in PCI slot order (the guest's vda, vdb, ...). */
   virtio?: readonly DriveHandle[];
   /** A request that failed after the drive's error policy let it through (default: console). */
@@ -66,6 +68,7 @@ export async function bootFromDrives(
     assets: opts.assets,
     screenContainer: opts.screenContainer,
     ...disks,
+    fda: opts.fda && new V86Disk(driveBackend(opts.fda), opts.onDiskError),
     onLoaded: (emulator) => {
       hookIdeDisks(emulator, disks);
       for (const handle of opts.virtio ?? []) attachVirtioBlk(emulator, driveBackend(handle));

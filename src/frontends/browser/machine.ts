@@ -21,6 +21,8 @@ export interface BrowserMachineOptions {
   hdb?: DiskSource;
   /** The ATAPI CD-ROM's medium (IDE secondary master), fixed for the machine's life. */
   cdrom?: DiskSource;
+  /** The first floppy drive's disk (v86 serves only the standard floppy sizes: v86-drives.ts). */
+  fda?: DiskSource;
   /** Where v86.wasm and the BIOS files are served, if not where vite put them. */
   assets?: Partial<MachineAssets>;
   /** Where v86 draws the VGA screen (v86's screen_container layout: a div and a canvas); none: no screen. */
@@ -70,6 +72,7 @@ export async function startBrowserMachine(opts: BrowserMachineOptions): Promise<
     hda: opts.hda as V86Image | undefined,
     hdb: opts.hdb as V86Image | undefined,
     cdrom: opts.cdrom as V86Image | undefined,
+    fda: opts.fda as V86Image | undefined,
   };
   const emulator = new V86(options);
   const serial = new SerialConsole();

@@ -1,6 +1,6 @@
 /**
- * x-blockdev-amend (qapi/block-core.json; block/amend.c qmp_x_blockdev_amend). QEMU 7.2 runs it
- * as a job; blockgraph runs it synchronously (sync-job.ts). BlockdevAmendOptions is a union on
+ * x-blockdev-amend (qapi/block-core.json; block/amend.c qmp_x_blockdev_amend): a job of type
+ * `amend`, left for job-dismiss (one-shot-job.ts). BlockdevAmendOptions is a union on
  * `driver`: only qcow2 (and luks, which blockgraph has not) can amend, and qcow2's only member
  * is `encrypt` — compat, lazy refcounts and the like are `qemu-img amend` options, not QMP ones.
  */
@@ -12,7 +12,7 @@ import { QCOW2_AMEND_OPTIONS, qcow2Amend } from '../../drivers/format/qcow2/amen
 import { findDriver } from '../../drivers/index.ts';
 import { checkArgs } from '../args.ts';
 import { lookupNode } from './lookup.ts';
-import { runSyncJob } from './sync-job.ts';
+import { startOneShotJob } from './one-shot-job.ts';
 import type { QmpCommand } from './types.ts';
 import { NOTHING } from './types.ts';
 
@@ -25,7 +25,7 @@ const AMENDERS: Readonly<
 
 export const xBlockdevAmend: QmpCommand = {
   name: 'x-blockdev-amend',
-  help: "amend a format node's options (qcow2: encryption only, as in QEMU 7.2; runs synchronously)",
+  help: "amend a format node's options (qcow2: encryption only, as in QEMU 7.2; a job of type amend)",
   args: 'boxed',
   async run(ctx, args) {
     // QAPI visits the members in schema order, then reports leftovers.
@@ -43,11 +43,8 @@ export const xBlockdevAmend: QmpCommand = {
     }
     const amender = AMENDERS[node.driver.name];
     if (!amender) throw genericError('Driver does not support x-blockdev-amend');
-    await runSyncJob(
-      ctx.graph,
-      args['job-id'] as string,
-      () => amender.amend(node, options, (args.force as boolean | undefined) ?? false),
-      'amend',
+    startOneShotJob(ctx.graph, args['job-id'] as string, 'amend', () =>
+      amender.amend(node, options, (args.force as boolean | undefined) ?? false),
     );
     return NOTHING;
   },

@@ -9,32 +9,33 @@ import type { BlockGraph } from '../../graph/graph.ts';
 import type { OnError } from '../../jobs/block-job.ts';
 import { backingOf, depthBelow, overlayOf } from '../../jobs/chain.ts';
 import { CommitJob } from '../../jobs/commit.ts';
-import { MirrorJob } from '../../jobs/mirror.ts';
+import { MIRROR_DEFAULTS, MirrorJob } from '../../jobs/mirror.ts';
+import { writableForJob } from '../../jobs/read-only.ts';
 import { jobsOf } from '../../jobs/registry.ts';
-import { chainAbove, checkNotBlocked, COMMON_JOB_ARGS, jobOptions, ON_ERROR } from './job-args.ts';
+import {
+  blockJobArgs,
+  chainAbove,
+  checkNotBlocked,
+  COMMON_JOB_ARGS,
+  jobOptions,
+  ON_ERROR_ARG,
+} from './job-args.ts';
 import { lookupNode } from './lookup.ts';
 import type { QmpCommand } from './types.ts';
 import { NOTHING } from './types.ts';
 
-/** mirror.c's defaults, which active commit uses too. */
-const GRANULARITY = 64 * 1024;
-const BUF_SIZE = 1024 * 1024;
-
 export const blockCommit: QmpCommand = {
   name: 'block-commit',
   help: 'commit top-node (default: the active layer) and the layers below it into base-node (default: the bottom)',
-  args: {
-    'job-id': COMMON_JOB_ARGS['job-id'],
+  args: blockJobArgs({
     device: { type: 'str', help: 'the drive or node whose chain is committed' },
     'base-node': { type: 'str', optional: true, help: 'the node committed into' },
     'top-node': { type: 'str', optional: true, help: 'the highest node committed' },
     'backing-file': { type: 'str', optional: true, help: 'the backing file name written into the overlay' },
     speed: COMMON_JOB_ARGS.speed,
-    'on-error': { type: ON_ERROR, optional: true, help: 'report|ignore|enospc|stop' },
-    'auto-finalize': COMMON_JOB_ARGS['auto-finalize'],
-    'auto-dismiss': COMMON_JOB_ARGS['auto-dismiss'],
-  },
-  run(ctx, args) {
+    'on-error': ON_ERROR_ARG,
+  }),
+  async run(ctx, args) {
     const graph = ctx.graph;
     const device = args.device as string;
     const root = deviceNode(graph, device);
@@ -54,26 +55,36 @@ export const blockCommit: QmpCommand = {
     checkNotBlocked(graph, nodes);
     const onError = args['on-error'] as OnError | undefined;
     const registry = jobsOf(graph);
-    const job =
-      top === root
-        ? new MirrorJob(registry, {
-            ...opts,
-            source: top,
-            target: base,
-            sync: { base, baseDepth },
-            granularity: GRANULARITY,
-            bufSize: BUF_SIZE,
-            onSourceError: onError,
-            onTargetError: onError,
-          })
-        : new CommitJob(registry, {
-            ...opts,
-            top,
-            overlay: overlayOf(root, top)!,
-            base,
-            backingFile: args['backing-file'] as string | undefined,
-            onError,
-          });
+    let job: MirrorJob | CommitJob;
+    if (top === root) {
+      // commit_active_start makes a read-only base writable before the job exists.
+      job = new MirrorJob(registry, {
+        ...opts,
+        reopened: await writableForJob(graph, base),
+        source: top,
+        target: base,
+        sync: { base, baseDepth },
+        ...MIRROR_DEFAULTS,
+        onSourceError: onError,
+        onTargetError: onError,
+      });
+    } else {
+      // commit_start creates the job first: a failed reopen ends it at once (job_early_fail,
+      // JOB_STATUS_CHANGE created then null, as QEMU 7.2 sends them).
+      job = new CommitJob(registry, {
+        ...opts,
+        reopened: base.readOnly ? [base] : [],
+        top,
+        overlay: overlayOf(root, top)!,
+        base,
+        backingFile: args['backing-file'] as string | undefined,
+        onError,
+      });
+      await writableForJob(graph, base).catch((err: unknown) => {
+        job.earlyFail();
+        throw err;
+      });
+    }
     registry.block(job, nodes);
     registry.add(job);
     return NOTHING;

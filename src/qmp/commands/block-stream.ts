@@ -3,9 +3,17 @@ import { genericError } from '../../block/errors.ts';
 import type { BlockNode } from '../../block/node.ts';
 import type { OnError } from '../../jobs/block-job.ts';
 import { backingOf, depthBelow } from '../../jobs/chain.ts';
+import { writableForJob } from '../../jobs/read-only.ts';
 import { jobsOf } from '../../jobs/registry.ts';
 import { StreamJob } from '../../jobs/stream.ts';
-import { chainAbove, checkNotBlocked, COMMON_JOB_ARGS, jobOptions, ON_ERROR } from './job-args.ts';
+import {
+  blockJobArgs,
+  chainAbove,
+  checkNotBlocked,
+  COMMON_JOB_ARGS,
+  jobOptions,
+  ON_ERROR_ARG,
+} from './job-args.ts';
 import { lookupNode } from './lookup.ts';
 import type { QmpCommand } from './types.ts';
 import { NOTHING } from './types.ts';
@@ -13,18 +21,15 @@ import { NOTHING } from './types.ts';
 export const blockStream: QmpCommand = {
   name: 'block-stream',
   help: 'copy the backing chain’s data (above base-node, or up to bottom) into the image, then drop those backing files',
-  args: {
-    'job-id': COMMON_JOB_ARGS['job-id'],
+  args: blockJobArgs({
     device: { type: 'str', help: 'the drive or node streamed into' },
     'base-node': { type: 'str', optional: true, help: 'the backing node that stays (default: none)' },
     'backing-file': { type: 'str', optional: true, help: 'the backing file name written into the image' },
     bottom: { type: 'str', optional: true, help: 'the lowest node streamed' },
     speed: COMMON_JOB_ARGS.speed,
-    'on-error': { type: ON_ERROR, optional: true, help: 'report|ignore|enospc|stop' },
-    'auto-finalize': COMMON_JOB_ARGS['auto-finalize'],
-    'auto-dismiss': COMMON_JOB_ARGS['auto-dismiss'],
-  },
-  run(ctx, args) {
+    'on-error': ON_ERROR_ARG,
+  }),
+  async run(ctx, args) {
     const graph = ctx.graph;
     const device = args.device as string;
     if (args['base-node'] !== undefined && args.bottom !== undefined) {
@@ -50,9 +55,12 @@ export const blockStream: QmpCommand = {
     const opts = jobOptions(graph, args, device);
     const nodes = chainAbove(top, base, backingOf);
     checkNotBlocked(graph, nodes);
+    // stream_start: a read-only top is made writable before the job exists.
+    const reopened = await writableForJob(graph, top);
     const registry = jobsOf(graph);
     const job = new StreamJob(registry, {
       ...opts,
+      reopened,
       top,
       base,
       backingFile: args['backing-file'] as string | undefined,

@@ -8,7 +8,14 @@ import { genericError } from '../../block/errors.ts';
 import { BackupJob, type BackupSync, type BitmapMode } from '../../jobs/backup.ts';
 import type { OnError } from '../../jobs/block-job.ts';
 import { jobsOf } from '../../jobs/registry.ts';
-import { checkNotBlocked, COMMON_JOB_ARGS, jobOptions, ON_ERROR } from './job-args.ts';
+import {
+  blockJobArgs,
+  checkNotBlocked,
+  COMMON_JOB_ARGS,
+  jobOptions,
+  ON_ERROR_ARG,
+  SYNC_ARG,
+} from './job-args.ts';
 import { lookupNode } from './lookup.ts';
 import { NOTHING, type QmpCommand } from './types.ts';
 
@@ -16,25 +23,21 @@ export const blockdevBackup: QmpCommand = {
   name: 'blockdev-backup',
   help: 'copy a node as it is now to the target node while the guest keeps writing (copy-before-write)',
   args: {
-    'job-id': COMMON_JOB_ARGS['job-id'],
-    device: { type: 'str', help: 'the drive or node backed up' },
-    target: { type: 'str', help: 'the node written' },
-    sync: {
-      type: { enum: ['top', 'full', 'none', 'incremental', 'bitmap'] },
-      help: 'full|top|none|bitmap|incremental',
-    },
-    bitmap: { type: 'str', optional: true, help: 'dirty bitmap of the device: what sync=bitmap copies' },
-    'bitmap-mode': {
-      type: { enum: ['on-success', 'never', 'always'] },
-      optional: true,
-      help: 'what becomes of the bitmap: cleared on success, never, or always',
-    },
-    compress: { type: 'bool', optional: true, help: 'write compressed clusters (not supported)' },
-    speed: COMMON_JOB_ARGS.speed,
-    'on-source-error': { type: ON_ERROR, optional: true, help: 'report|ignore|enospc|stop' },
-    'on-target-error': { type: ON_ERROR, optional: true, help: 'report|ignore|enospc|stop' },
-    'auto-finalize': COMMON_JOB_ARGS['auto-finalize'],
-    'auto-dismiss': COMMON_JOB_ARGS['auto-dismiss'],
+    ...blockJobArgs({
+      device: { type: 'str', help: 'the drive or node backed up' },
+      target: { type: 'str', help: 'the node written' },
+      sync: { type: SYNC_ARG, help: 'full|top|none|bitmap|incremental' },
+      bitmap: { type: 'str', optional: true, help: 'dirty bitmap of the device: what sync=bitmap copies' },
+      'bitmap-mode': {
+        type: { enum: ['on-success', 'never', 'always'] },
+        optional: true,
+        help: 'what becomes of the bitmap: cleared on success, never, or always',
+      },
+      compress: { type: 'bool', optional: true, help: 'write compressed clusters (not supported)' },
+      speed: COMMON_JOB_ARGS.speed,
+      'on-source-error': ON_ERROR_ARG,
+      'on-target-error': ON_ERROR_ARG,
+    }),
     'filter-node-name': { type: 'str', optional: true, help: 'node-name of the copy-before-write filter' },
   },
   async run(ctx, args) {

@@ -1,6 +1,6 @@
 /**
- * blockdev-create (qapi/block-core.json; block/create.c qmp_blockdev_create). QEMU 7.2 runs it as
- * a job named by the required `job-id`; blockgraph's job answers when it concluded (sync-job.ts).
+ * blockdev-create (qapi/block-core.json; block/create.c qmp_blockdev_create): a job of type
+ * `create` named by the required `job-id`, left for job-dismiss (one-shot-job.ts).
  * Drivers: every protocol with a ProtocolCreator (`file`: filename, size, preallocation) and every format driver
  * with a creator whose `file` (and `data-file`) are node-names or inline BlockdevOptions; `raw`
  * is refused as in QEMU, which has no raw blockdev-create.
@@ -13,13 +13,13 @@ import { validateOptions } from '../../config/validate.ts';
 import { rawCreator } from '../../drivers/format/raw-create.ts';
 import { findDriver } from '../../drivers/index.ts';
 import type { BlockGraph } from '../../graph/graph.ts';
-import { runSyncJob } from './sync-job.ts';
+import { startOneShotJob } from './one-shot-job.ts';
 import type { QmpCommand } from './types.ts';
 import { NOTHING } from './types.ts';
 
 export const blockdevCreate: QmpCommand = {
   name: 'blockdev-create',
-  help: 'create an image (a job of type create; the command answers once it concluded)',
+  help: 'create an image (a job of type create, concluded jobs wait for job-dismiss)',
   args: 'boxed',
   async run(ctx, args) {
     const jobId = args['job-id'];
@@ -33,7 +33,7 @@ export const blockdevCreate: QmpCommand = {
     const extra = Object.keys(args).find((k) => k !== 'job-id' && k !== 'options');
     if (extra !== undefined) throw genericError(`Parameter '${extra}' is unexpected`);
     const run = await prepare(ctx.graph, options as Record<string, unknown>);
-    await runSyncJob(ctx.graph, jobId, run, 'create');
+    startOneShotJob(ctx.graph, jobId, 'create', run);
     return NOTHING;
   },
 };
@@ -55,10 +55,9 @@ async function prepare(graph: BlockGraph, options: Record<string, unknown>): Pro
   }
   const creator = driver.creator;
   if (!creator || driver.name === 'raw') {
+    // qmp_blockdev_create refuses before any job exists (checked with QEMU 7.2).
     validate({}, members, driver.name);
-    return async () => {
-      throw genericError('Driver does not support blockdev-create');
-    };
+    throw genericError('Driver does not support blockdev-create');
   }
   const valid = validate(creator.options, members, driver.name);
   return () => createFormat(graph, creator, valid);

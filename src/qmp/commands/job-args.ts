@@ -4,7 +4,7 @@ import type { BlockNode } from '../../block/node.ts';
 import type { BlockGraph } from '../../graph/graph.ts';
 import type { BlockJobOptions } from '../../jobs/block-job.ts';
 import { jobsOf } from '../../jobs/registry.ts';
-import type { ArgSpec } from '../args.ts';
+import type { ArgSpec, ArgsSchema } from '../args.ts';
 
 export const ON_ERROR: ArgSpec['type'] = { enum: ['report', 'ignore', 'enospc', 'stop', 'auto'] };
 
@@ -15,6 +15,21 @@ export const COMMON_JOB_ARGS = {
   'auto-finalize': { type: 'bool', optional: true, help: 'finalize without job-finalize' },
   'auto-dismiss': { type: 'bool', optional: true, help: 'disappear once concluded' },
 } as const;
+
+/** on-error, on-source-error, on-target-error: a BlockdevOnError. */
+export const ON_ERROR_ARG = { type: ON_ERROR, optional: true, help: 'report|ignore|enospc|stop' } as const;
+
+/** QAPI MirrorSyncMode (mirror and backup; mirror takes full, top and none). */
+export const SYNC_ARG = { enum: ['top', 'full', 'none', 'incremental', 'bitmap'] } as const;
+
+/**
+ * A block job command's arguments in QAPI order: `job-id`, the command's own (`speed` among
+ * them where its schema has it), then auto-finalize and auto-dismiss.
+ */
+export function blockJobArgs(own: ArgsSchema): ArgsSchema {
+  const { 'job-id': jobId, 'auto-finalize': autoFinalize, 'auto-dismiss': autoDismiss } = COMMON_JOB_ARGS;
+  return { 'job-id': jobId, ...own, 'auto-finalize': autoFinalize, 'auto-dismiss': autoDismiss };
+}
 
 /**
  * The BlockJobOptions of a command's arguments, after job_create's checks of the id (defaulting

@@ -1,11 +1,11 @@
 /**
  * snapshot-save, snapshot-load and snapshot-delete (qapi/migration.json; migration/savevm.c
- * qmp_snapshot_save and its kin). QEMU 7.2 runs them as jobs; blockgraph runs them synchronously
- * (sync-job.ts), so a failure is the command's error rather than the concluded job's `error`.
+ * qmp_snapshot_save and its kin). Jobs of the commands' names, left for job-dismiss
+ * (one-shot-job.ts): a failure is the concluded job's `error`.
  * The work is frontends/savevm.ts's; `devices` and `vmstate` are node-names, as in QEMU.
  */
 import { deleteVm, loadVm, saveVm } from '../../frontends/savevm.ts';
-import { runSyncJob } from './sync-job.ts';
+import { startOneShotJob } from './one-shot-job.ts';
 import type { QmpCommand } from './types.ts';
 import { NOTHING } from './types.ts';
 
@@ -20,15 +20,12 @@ const DEVICES = {
 
 export const snapshotSave: QmpCommand = {
   name: 'snapshot-save',
-  help: 'save the machine state and an internal snapshot of each device (runs synchronously)',
+  help: 'save the machine state and an internal snapshot of each device (a job)',
   args: { ...JOB, ...VMSTATE, ...DEVICES },
   async run(ctx, args) {
     const { tag, vmstate, devices } = args as { tag: string; vmstate: string; devices: string[] };
-    await runSyncJob(
-      ctx.graph,
-      args['job-id'] as string,
-      () => saveVm(ctx.graph, { name: tag, overwrite: false, vmstate, devices }),
-      'snapshot-save',
+    startOneShotJob(ctx.graph, args['job-id'] as string, 'snapshot-save', () =>
+      saveVm(ctx.graph, { name: tag, overwrite: false, vmstate, devices }),
     );
     return NOTHING;
   },
@@ -40,11 +37,8 @@ export const snapshotLoad: QmpCommand = {
   args: { ...JOB, ...VMSTATE, ...DEVICES },
   async run(ctx, args) {
     const { tag, vmstate, devices } = args as { tag: string; vmstate: string; devices: string[] };
-    await runSyncJob(
-      ctx.graph,
-      args['job-id'] as string,
-      () => loadVm(ctx.graph, { name: tag, vmstate, devices }),
-      'snapshot-load',
+    startOneShotJob(ctx.graph, args['job-id'] as string, 'snapshot-load', () =>
+      loadVm(ctx.graph, { name: tag, vmstate, devices }),
     );
     return NOTHING;
   },
@@ -56,11 +50,8 @@ export const snapshotDelete: QmpCommand = {
   args: { ...JOB, ...DEVICES },
   async run(ctx, args) {
     const { tag, devices } = args as { tag: string; devices: string[] };
-    await runSyncJob(
-      ctx.graph,
-      args['job-id'] as string,
-      () => deleteVm(ctx.graph, { name: tag, devices }),
-      'snapshot-delete',
+    startOneShotJob(ctx.graph, args['job-id'] as string, 'snapshot-delete', () =>
+      deleteVm(ctx.graph, { name: tag, devices }),
     );
     return NOTHING;
   },

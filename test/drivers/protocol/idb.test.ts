@@ -5,11 +5,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { BlockGraph } from '../../../src/graph/graph.ts';
-import { blockdevCreate } from '../../../src/qmp/commands/create.ts';
+import { runJobCommand } from '../../../src/jobs/job-command.ts';
+import { localExecute } from '../../../src/qmp/commands/local.ts';
 
 function create(options: Record<string, unknown>) {
-  const ctx = { graph: new BlockGraph(), session: { negotiate: () => {} }, quit: () => {} };
-  return blockdevCreate.run(ctx, { 'job-id': 'j', options: { driver: 'idb', ...options } });
+  const execute = localExecute(new BlockGraph());
+  return runJobCommand(execute, 'blockdev-create', { 'job-id': 'j', options: { driver: 'idb', ...options } });
 }
 
 describe('idb', () => {

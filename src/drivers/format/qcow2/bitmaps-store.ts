@@ -11,7 +11,6 @@ import type { PersistentBitmaps } from '../../../bitmaps/persistent.ts';
 import { genericError, QmpError } from '../../../block/errors.ts';
 import type { BlockNode } from '../../../block/node.ts';
 import { setBitmapsExtension } from './amend.ts';
-import type { BitmapInfo } from './bitmaps.ts';
 import {
   BME_FLAG_AUTO,
   BME_FLAG_IN_USE,
@@ -32,6 +31,13 @@ import type { Qcow2Writer } from './writer.ts';
 const MAX_BITMAPS = 65535;
 const MAX_DIRECTORY_SIZE = 1024 * MAX_BITMAPS;
 const HDR_AUTOCLEAR = 88;
+
+/** A stored bitmap as QAPI Qcow2BitmapInfo shows it (qcow2_get_bitmap_info_list). */
+export interface BitmapInfo {
+  readonly flags: readonly string[];
+  readonly name: string;
+  readonly granularity: number;
+}
 
 /** What the bitmap code needs of an open image. */
 export interface BitmapImage {

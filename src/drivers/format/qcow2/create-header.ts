@@ -6,6 +6,8 @@
  * backing file name right after it. The rest of the cluster is zero.
  */
 
+export const INCOMPAT_DIRTY = 1n;
+export const INCOMPAT_CORRUPT = 1n << 1n;
 export const INCOMPAT_DATA_FILE = 1n << 2n;
 export const INCOMPAT_COMPRESSION = 1n << 3n;
 export const INCOMPAT_EXTL2 = 1n << 4n;

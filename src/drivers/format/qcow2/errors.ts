@@ -2,8 +2,8 @@
  * QEMU's texts for what the engine reports (block/qcow2.c qcow2_do_open, qcow2_validate_table;
  * block/qcow2-cluster.c qcow2_get_host_offset), built from the status and its values.
  */
-import { BlockIOError, genericError, type QmpError } from '../../../block/errors.ts';
-import { Status, type MapAnswer } from '../../../qcow2/engine.ts';
+import { BlockIOError, errnoOf, genericError, QmpError, STRERROR } from '../../../block/errors.ts';
+import { EngineError, Status, type MapAnswer } from '../../../qcow2/engine.ts';
 
 const TABLE_NAMES = ['Reference count table', 'Snapshot table', 'Active L1 table', 'Snapshot L1 table'];
 
@@ -70,4 +70,15 @@ export function corruptionError(message: string, fatal: boolean): BlockIOError {
       ? `qcow2: Marking image as corrupt: ${message}; further corruption events will be suppressed`
       : `qcow2: Image is corrupt: ${message}; further non-fatal corruption events will be suppressed`,
   );
+}
+
+/** Runs a read of open; a failure becomes QEMU's "<what>: <strerror>" (error_setg_errno). */
+export async function readOr<T>(op: () => Promise<T>, what: string): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    if (err instanceof EngineError) throw openError(err.status, err.value);
+    if (err instanceof QmpError && !(err instanceof BlockIOError)) throw err;
+    throw genericError(`${what}: ${STRERROR[errnoOf(err)]}`);
+  }
 }

@@ -67,6 +67,9 @@ export class CompressedWriter {
     const a = await this.writer.step(() => this.prepare(offset, packed.length));
     try {
       if (a.newL2 !== 0) await this.o.file.write(a.newL2, new Uint8Array(cs));
+      // qcow2_alloc_compressed_cluster_offset's event once the L2 entry is set; the data write
+      // (qcow2_co_pwritev_compressed_task) is the next I/O, as in QEMU.
+      this.o.file.debugEvent('l2_update_compressed');
       this.o.file.debugEvent('write_compressed');
       await this.o.file.write(a.host, packed);
     } catch (err) {

@@ -18,6 +18,7 @@ import {
   Status,
   ZeroMode,
   type Qcow2Engine,
+  type TableState,
   type WriteAnswer,
 } from '../../../qcow2/engine.ts';
 import type { Qcow2Reader } from './reader.ts';
@@ -249,7 +250,9 @@ export class Qcow2Writer {
   private allocate(a: WriteAnswer, offset: number, part: Uint8Array): Promise<void> {
     const done = (async () => {
       try {
+        // qcow2_alloc_clusters: update_refcount looks up (or allocates) the refcount block at once.
         this.o.file.debugEvent('cluster_alloc');
+        this.o.file.debugEvent('refblock_alloc');
         if (a.newL2 !== 0) await this.zeroNewL2(a.newL2);
         const region = new Uint8Array(a.regionEnd - a.regionStart);
         const head = offset - a.regionStart;
@@ -411,10 +414,19 @@ export class Qcow2Writer {
       await file.flush();
     }
     const ordered = !this.o.lazy;
-    if (await this.writeSlots(CacheId.REFCOUNT, blocks, Overlap.REFCOUNT_BLOCK)) {
-      if (ordered) await file.flush();
+    // Taken first: a changed table means the engine allocated refcount blocks, whose events
+    // come before the blocks are written (alloc_refcount_block, qcow2_refcount_area).
+    const table = this.engine.takeRefcountTable();
+    try {
+      if (table.bytes.length > 0) refblockAllocEvents(file, table.moved);
+      if (await this.writeSlots(CacheId.REFCOUNT, blocks, Overlap.REFCOUNT_BLOCK)) {
+        if (ordered) await file.flush();
+      }
+    } catch (err) {
+      if (table.bytes.length > 0) this.engine.tableFailed('refcount', table.moved);
+      throw err;
     }
-    await this.writeRefcountTable(ordered);
+    await this.writeRefcountTable(table, ordered);
     const slices = this.engine.dirtySlots(CacheId.L2);
     if (slices.length > 0) {
       // Guest data, and the zeroed new L2 tables, before the L2 entries pointing at them.
@@ -445,16 +457,20 @@ export class Qcow2Writer {
     return slots.length > 0;
   }
 
-  private async writeRefcountTable(ordered: boolean): Promise<void> {
-    const t = this.engine.takeRefcountTable();
+  /**
+   * Writes the refcount table entries `t` holds: new blocks hooked into the table
+   * (REFBLOCK_ALLOC_HOOKUP), or a grown table and then the header switched to it.
+   */
+  private async writeRefcountTable(t: TableState, ordered: boolean): Promise<void> {
     if (t.bytes.length === 0) return;
     try {
       await this.checkOverlap(t.offset + t.lo * 8, t.bytes.length, Overlap.REFCOUNT_TABLE);
-      this.o.file.debugEvent(t.moved ? 'reftable_grow' : 'reftable_update');
+      this.o.file.debugEvent(t.moved ? 'refblock_alloc_write_table' : 'refblock_alloc_hookup');
       await this.o.file.write(t.offset + t.lo * 8, t.bytes);
       if (t.moved) {
         // The new table and its blocks are on disk before the header points at them.
         await this.o.file.flush();
+        this.o.file.debugEvent('refblock_alloc_switch_table');
         const h = new Uint8Array(12);
         const v = new DataView(h.buffer);
         v.setBigUint64(0, BigInt(t.offset));
@@ -475,6 +491,9 @@ export class Qcow2Writer {
       // The L2 slices the entries point at are on disk first.
       await this.o.file.flush();
       await this.checkOverlap(t.offset + t.lo * 8, t.bytes.length, Overlap.ACTIVE_L1);
+      // qcow2_grow_l1_table: the new table's clusters were allocated (L1_GROW_ALLOC_TABLE) and
+      // the refcount blocks written above; its write is the first I/O after both events.
+      if (t.moved) this.o.file.debugEvent('l1_grow_alloc_table');
       this.o.file.debugEvent(t.moved ? 'l1_grow_write_table' : 'l1_update');
       await this.o.file.write(t.offset + t.lo * 8, t.bytes);
       if (t.moved) {
@@ -557,4 +576,17 @@ export class Qcow2Writer {
     await this.o.file.write(HDR_INCOMPAT, b);
     this.incompat = bits;
   }
+}
+
+/**
+ * The events of alloc_refcount_block before new refcount blocks are written: their write, and
+ * when the table had to grow for them, the growth and the write of the blocks covering the new
+ * table (qcow2_refcount_area). In QEMU each is followed by the write of the refcount blocks, as
+ * here. (REFBLOCK_ALLOC itself comes at every allocation: see allocate.)
+ */
+function refblockAllocEvents(file: BlockNode, tableMoved: boolean): void {
+  file.debugEvent('refblock_alloc_write');
+  if (!tableMoved) return;
+  file.debugEvent('reftable_grow');
+  file.debugEvent('refblock_alloc_write_blocks');
 }
