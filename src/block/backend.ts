@@ -59,6 +59,12 @@ export interface BackendOptions {
    * block jobs; by default they follow readOnly and shareRw (see insert).
    */
   perms?: { readonly perm: number; readonly shared: number };
+  /**
+   * false: requests issued during a drain go through instead of waiting for its end
+   * (blk_set_disable_request_queuing), for block jobs — the drain waits for the job to reach a
+   * pause point, which it could not if its I/O were held back. Default true.
+   */
+  requestQueuing?: boolean;
 }
 
 /**
@@ -98,6 +104,7 @@ export class BlockBackend implements NodeParent {
   private readonly shareRw: boolean;
   private readonly writeback: boolean;
   private readonly perms: BackendOptions['perms'];
+  private readonly requestQueuing: boolean;
   private removableMedia: boolean;
   private device: string | undefined;
   private devOps: BlockDevOps | undefined;
@@ -140,6 +147,7 @@ export class BlockBackend implements NodeParent {
     this.shareRw = opts.shareRw === true;
     this.writeback = opts.writeback !== false;
     this.perms = opts.perms;
+    this.requestQueuing = opts.requestQueuing !== false;
     this.removableMedia = opts.removable === true;
     this.device = opts.device;
     this.unlisten = graph.runState.listen((running) => {
@@ -271,7 +279,7 @@ export class BlockBackend implements NodeParent {
   /**
    * Runs `section` with the backend quiesced (bdrv_drained_begin/end): in-flight requests have
    * completed or are parked until `cont`; new ones wait until `section` settles (so `section`
-   * itself must not issue requests through this backend).
+   * itself must not issue requests through this backend), unless request queuing is off.
    */
   async drained<T>(section: () => Promise<T>): Promise<T> {
     // Throttled requests go at once while drained (blk_root_drained_begin), or a drain would wait
@@ -323,7 +331,7 @@ export class BlockBackend implements NodeParent {
       plan.type === 'flush'
         ? { start: 0, end: Infinity }
         : paddedRange(plan.offset, end, requestAlignment(node), node.length());
-    const req = this.tracker.add(TRACKED_KIND[plan.type], range.start, range.end);
+    const req = this.tracker.add(TRACKED_KIND[plan.type], range.start, range.end, this.requestQueuing);
     const done = req.ready.then(() => this.run(req, plan, range.end));
     const finish = () => req.finish();
     done.then(finish, finish);

@@ -77,7 +77,10 @@ export interface BlockDriverOps {
    * Only blkdebug listens; see BlockNode.debugEvent for who signals what.
    */
   debugEvent?(event: string): void;
-  /** The node's filename as QEMU reports it (`file` in query-named-block-nodes). */
+  /**
+   * The node's exact filename (bs->exact_filename: a protocol's path or URI), '' if none;
+   * block/filename.ts derives the reported name, plain or `json:{...}`, from it.
+   */
   filename?(): string;
   /**
    * Facts for ImageInfo that only the driver knows (QEMU's bdrv_get_info and

@@ -7,6 +7,7 @@
 import type { BdrvDirtyBitmap } from '../bitmaps/dirty-bitmap.ts';
 import type { BlockDriver, BlockDriverOps } from './driver.ts';
 import { ioError } from './errors.ts';
+import { refreshedFilename } from './filename.ts';
 import type { BlockStatus, ChildRole, WriteFlags, ZeroOptions } from './types.ts';
 
 /** An edge of the graph: `parent` uses `node` as its child `name` in `role`. */
@@ -99,9 +100,9 @@ export class BlockNode implements NodeParent {
     return Math.ceil(this.ops.length() / SECTOR) * SECTOR;
   }
 
+  /** bs->filename after bdrv_refresh_filename: a plain name, or `json:{...}` (block/filename.ts). */
   filename(): string {
-    if (this.ops.filename) return this.ops.filename();
-    return this.primaryChild()?.filename() ?? '';
+    return refreshedFilename(this);
   }
 
   /** The child holding this node's data (bdrv_primary_child): its `file` or `image`. */

@@ -85,9 +85,12 @@ export class RequestTracker {
   private openGate: () => void = () => {};
   private quiesced: (() => void)[] = [];
 
-  /** Registers a request in submission order; await its `ready` before doing the I/O. */
-  add(kind: RequestKind, start: number, end: number): TrackedRequest {
-    const req = new TrackedRequest(this, kind, start, end, this.live, this.gate);
+  /**
+   * Registers a request in submission order; await its `ready` before doing the I/O. With
+   * `queue` false it does not wait for a drained section to end (a drain then waits for it).
+   */
+  add(kind: RequestKind, start: number, end: number, queue = true): TrackedRequest {
+    const req = new TrackedRequest(this, kind, start, end, this.live, queue ? this.gate : null);
     this.live.add(req);
     return req;
   }

@@ -17,7 +17,7 @@ import { BlockGraph } from '../graph/graph.ts';
 import type { ObjectRegistry } from '../objects/registry.ts';
 import { parseImageArgs } from './img-args.ts';
 import { openImage, orCouldNotOpen } from './image-opts.ts';
-import { qobjectJson } from './json.ts';
+import { qobjectJson } from '../config/qjson.ts';
 import { CliExit, report, runReporting, type CliIo } from './program.ts';
 
 export const USAGE =

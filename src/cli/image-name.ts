@@ -8,7 +8,7 @@
  * read-only, cache, ...) are left out. The two agree for raw, file and null-co's size/read-zeroes.
  */
 import { COMMON_NODE_OPTIONS } from '../config/schema.ts';
-import { qobjectJson } from './json.ts';
+import { qobjectJson } from '../config/qjson.ts';
 
 type Options = Record<string, unknown>;
 

@@ -13,7 +13,7 @@ import type { ObjectRegistry } from '../objects/registry.ts';
 import { sizeToStr } from './format.ts';
 import { parseImageArgs } from './img-args.ts';
 import { openImage, orCouldNotOpen, type ImageSpec } from './image-opts.ts';
-import { qdictKeys, qobjectJson } from './json.ts';
+import { qdictKeys, qobjectJson } from '../config/qjson.ts';
 import { CliExit, runReporting, type CliIo } from './program.ts';
 import { snapshotList } from './snapshot.ts';
 

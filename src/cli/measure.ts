@@ -14,7 +14,7 @@ import { BlockGraph } from '../graph/graph.ts';
 import { mergedOpts, parseCreateOpts, type CreateOpts } from './create-opts.ts';
 import { parseImageArgs } from './img-args.ts';
 import { openBackend, orCouldNotOpen } from './image-opts.ts';
-import { qobjectJson } from './json.ts';
+import { qobjectJson } from '../config/qjson.ts';
 import { CliExit, PROGRAM, runReporting, type CliIo } from './program.ts';
 
 export const USAGE = `usage: ${PROGRAM} measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [--object objectdef] [--image-opts] [-f fmt] [-l snapshot_param] filename]\n`;

@@ -67,6 +67,8 @@ export class BackupJob extends BlockJob {
       throw err;
     }
     this.filter = filter;
+    // Its copies go through the filter: drains over the source or the target reach the job there.
+    this.pauseOnDrains(filter);
     const cbw = filter.ops as CopyBeforeWrite;
     if (this.opts.sync === 'bitmap') cbw.restrictTo(bitmap!);
     if (bitmap) createSuccessor(source, bitmap);

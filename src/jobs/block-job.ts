@@ -6,7 +6,8 @@
  */
 import { BlockBackend, type BackendOptions } from '../block/backend.ts';
 import { errnoOf, genericError } from '../block/errors.ts';
-import type { BlockNode } from '../block/node.ts';
+import type { BdrvChild, BlockNode, NodeParent } from '../block/node.ts';
+import { PERM_ALL } from '../block/types.ts';
 import type { BlockGraph } from '../graph/graph.ts';
 import { reopenReadOnly } from '../graph/reopen.ts';
 import { Job, type JobOptions } from './job.ts';
@@ -35,18 +36,44 @@ export interface CopyFailure {
 /** What a failed request leads to (QAPI BlockErrorAction). */
 export type ErrorAction = 'report' | 'ignore' | 'stop';
 
-/** The job's own BlockBackend: a drain over it pauses the job (child_job_drained_begin). */
+/**
+ * The job's own BlockBackend: a drain over it pauses the job and waits until it has reached a
+ * pause point (child_job_drained_begin/poll). Its requests are not queued during drains
+ * (blk_set_disable_request_queuing in block_job_create): the job finishes the I/O it is in.
+ */
 class JobBackend extends BlockBackend {
   constructor(
     private readonly job: Job,
     graph: BlockGraph,
     opts: BackendOptions,
   ) {
-    super(graph, '', opts);
+    super(graph, '', { ...opts, requestQueuing: false });
   }
 
   override drained<T>(section: () => Promise<T>): Promise<T> {
-    return super.drained(() => this.job.whileDrained(section));
+    return this.job.whileDrained(() => super.drained(section));
+  }
+}
+
+/**
+ * block_job_add_bdrv's child_job edge, on a node the job does I/O on without a BlockBackend of
+ * its own (backup through its copy-before-write filter): it takes no permission and shares all,
+ * and a drain over it pauses the job as over a JobBackend.
+ */
+class JobParent implements NodeParent {
+  constructor(private readonly job: BlockJob) {}
+
+  get parentName(): string {
+    return this.job.id;
+  }
+
+  /** child_job_get_parent_desc. */
+  describe(): string {
+    return `${this.job.type} job '${this.job.id}'`;
+  }
+
+  drained<T>(section: () => Promise<T>): Promise<T> {
+    return this.job.whileDrained(section);
   }
 }
 
@@ -55,6 +82,7 @@ export abstract class BlockJob extends Job {
   private readonly limit = new RateLimit();
   private iostatus: 'ok' | 'failed' | 'nospace' = 'ok';
   private readonly backends: BlockBackend[] = [];
+  private readonly drainEdges: BdrvChild[] = [];
   /** Read-only nodes reopened read-write for the job, reopened read-only again in clean. */
   private readonly reopened: Set<BlockNode>;
 
@@ -114,6 +142,14 @@ export abstract class BlockJob extends Job {
     backend.insert(node);
     this.backends.push(backend);
     return backend;
+  }
+
+  /**
+   * Drains over `node` pause the job (block_job_add_bdrv), for nodes its I/O reaches other than
+   * through openBackend. The edge follows `node`'s replacements and goes when the job ends.
+   */
+  protected pauseOnDrains(node: BlockNode): void {
+    this.drainEdges.push(this.registry.graph.attach(new JobParent(this), node, 'job', 0, PERM_ALL));
   }
 
   /** `node` stays writable after the job (active commit's base has become the active layer). */
@@ -178,6 +214,7 @@ export abstract class BlockJob extends Job {
   /** Releases the backends and the blocked nodes. Subclasses call it from their own clean. */
   protected override async clean(): Promise<void> {
     this.registry.unblock(this);
+    for (const edge of this.drainEdges.splice(0)) await this.registry.graph.detach(edge);
     await this.closeBackends();
     // As QEMU (errp NULL): a node that cannot go back to read-only stays writable.
     for (const node of this.reopened) await reopenReadOnly(this.registry.graph, node).catch(() => {});

@@ -59,6 +59,13 @@ export abstract class Job {
   private forceCancel = false;
   /** Wakes the job from a pause or sleep (job_enter). */
   private wake: (() => void) | null = null;
+  /**
+   * job->busy: the job's code runs or waits for its I/O; false while it sleeps or is paused,
+   * where it can issue no request before passing a pause point.
+   */
+  private busy = false;
+  /** Drains waiting for the job to stop being busy (child_job_drained_poll). */
+  private stopWaiters: (() => void)[] = [];
   private finished!: () => void;
   /** Resolves once the job is concluded. */
   readonly concluded = new Promise<void>((resolve) => (this.finished = resolve));
@@ -94,6 +101,7 @@ export abstract class Job {
   /** job_start: the job begins running in the background. */
   start(): void {
     this.transition('running');
+    this.busy = true;
     void this.main();
   }
 
@@ -182,14 +190,17 @@ export abstract class Job {
   }
 
   /**
-   * A drained section over a node the job works on (child_job_drained_begin/end): the job pauses
-   * for its duration — a sleeping job at once, a job waiting for I/O once the I/O is through —
-   * and resumes after.
+   * A drained section over a node the job works on (child_job_drained_begin/poll/end): the job
+   * is paused, and `section` runs once it has reached a pause point — a sleeping job is woken to
+   * pass one at once, a job in I/O gets there when its I/O is through (its backends let requests
+   * through during drains) — or has completed. The job resumes after `section`.
    */
   async whileDrained<T>(section: () => Promise<T>): Promise<T> {
     this.pause();
-    this.enter();
+    // job_pause enters a job that is not paused yet, so that it reaches its pause point.
+    if (this.state !== 'paused' && this.state !== 'standby') this.enter();
     try {
+      await this.stopped();
       return await section();
     } finally {
       this.resume();
@@ -255,10 +266,10 @@ export abstract class Job {
     if (ms > 0 && this.pauseCount === 0 && !this.isCancelled) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => this.enter(), ms);
-        this.wake = () => {
+        this.rest(() => {
           clearTimeout(timer);
           resolve();
-        };
+        });
       });
     }
     await this.pausePoint();
@@ -266,14 +277,33 @@ export abstract class Job {
 
   /** Waits until something wakes the job (a resume, cancel or complete). */
   protected yield(): Promise<void> {
-    return new Promise((resolve) => (this.wake = resolve));
+    return new Promise((resolve) => this.rest(resolve));
   }
 
-  /** job_enter: wakes the job if it is waiting. */
+  /** job_enter: wakes the job if it is waiting; it is busy from now on (job_enter_cond). */
   protected enter(): void {
     const wake = this.wake;
+    if (!wake) return;
     this.wake = null;
-    wake?.();
+    this.busy = true;
+    wake();
+  }
+
+  /** The job waits for `wake`, not busy: drains waiting for it may go on. */
+  private rest(wake: () => void): void {
+    this.wake = wake;
+    this.busy = false;
+    this.notifyStopped();
+  }
+
+  private notifyStopped(): void {
+    for (const resolve of this.stopWaiters.splice(0)) resolve();
+  }
+
+  /** Resolves once the job is not busy, or has completed (job_is_completed: it runs no more I/O). */
+  private stopped(): Promise<void> {
+    if (!this.busy || !RUNNING.has(this.state)) return Promise.resolve();
+    return new Promise((resolve) => this.stopWaiters.push(resolve));
   }
 
   // ---- the end of a job -------------------------------------------------------------------
@@ -325,8 +355,19 @@ export abstract class Job {
     checkTransition(this.state, to);
     this.state = to;
     this.host.emit('JOB_STATUS_CHANGE', { status: to, id: this.id });
+    if (!RUNNING.has(to)) this.notifyStopped();
   }
 }
+
+/** The statuses in which job_is_completed is false: run() has not returned yet. */
+const RUNNING: ReadonlySet<JobStatus> = new Set([
+  'undefined',
+  'created',
+  'running',
+  'paused',
+  'ready',
+  'standby',
+]);
 
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

@@ -82,14 +82,15 @@ export class MirrorJob extends BlockJob {
       this.total = 0;
       throw genericError('Source and target image have different sizes');
     }
+    // Installed before the job has backends: its drain would otherwise wait for the job itself.
+    this.unwatch = await watchWrites(this.registry.graph, source, (req, perform) =>
+      this.guestWrite(req, perform),
+    );
     const reader = this.openBackend(source, Perm.CONSISTENT_READ, PERM_ALL);
     // Active commit writes into a backing file its overlays still read: the chain above base is
     // only valid again after the pivot, as in QEMU, so it shares what they share.
     const write = this.type === 'commit' ? Perm.WRITE_UNCHANGED : Perm.WRITE;
     const writer = this.openBackend(target, write, PERM_ALL);
-    this.unwatch = await watchWrites(this.registry.graph, source, (req, perform) =>
-      this.guestWrite(req, perform),
-    );
     await this.initialDirty();
     for (;;) {
       if (this.dirty.count > 0) await this.iteration(reader, writer);

@@ -55,13 +55,14 @@ export class StreamJob extends BlockJob {
 
   protected async run(): Promise<void> {
     const { top, base } = this.opts;
-    // The copy leaves top's content unchanged: write-unchanged, as QEMU's copy-on-read takes.
-    const backend = this.openBackend(top, Perm.CONSISTENT_READ | Perm.WRITE_UNCHANGED, PERM_ALL);
     const baseDepth = base ? depthBelow(top, base)! : Infinity;
+    // Installed before the job has a backend: its drain would otherwise wait for the job itself.
     const unwatch = await watchWrites(this.registry.graph, top, (req, perform) =>
       req.flags === this.copyFlags ? perform() : this.guestWrite(req.offset, req.bytes, perform),
     );
     try {
+      // The copy leaves top's content unchanged: write-unchanged, as QEMU's copy-on-read takes.
+      const backend = this.openBackend(top, Perm.CONSISTENT_READ | Perm.WRITE_UNCHANGED, PERM_ALL);
       this.total = top.length();
       for (let offset = 0; offset < this.total;) {
         await this.pausePoint();

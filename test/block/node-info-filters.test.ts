@@ -36,13 +36,6 @@ function filter(node: string, drv: string, file: string, actualSize: boolean) {
   return device(node, drv, file, 1, image);
 }
 
-/**
- * QEMU names throttle and copy-on-read nodes by a `json:{...}` of their options
- * (bdrv_refresh_filename); blockgraph's nodes do not build those names yet, so they are compared
- * as the filtered child's name.
- */
-const JSON_NAMED = 'null-co://';
-
 describe('query-named-block-nodes on filter nodes', () => {
   it('answers as QEMU 7.2 does for throttle, blkdebug and copy-on-read over null-co', async () => {
     const execute = await connect();
@@ -50,11 +43,16 @@ describe('query-named-block-nodes on filter nodes', () => {
     // Newest first, as QEMU lists them. blkdebug has no actual-size: a driver with a protocol
     // prefix does not ask its child (bdrv_get_allocated_file_size).
     const qemu = [
-      filter('cor0', 'copy-on-read', JSON_NAMED, true),
+      filter('cor0', 'copy-on-read', 'json:{"driver": "copy-on-read", "file": {"driver": "null-co"}}', true),
       device('null2', 'null-co', 'null-co://', 0, NULL_IMAGE),
       filter('dbg0', 'blkdebug', 'blkdebug::null-co://', false),
       device('null1', 'null-co', 'null-co://', 0, NULL_IMAGE),
-      filter('thr0', 'throttle', JSON_NAMED, true),
+      filter(
+        'thr0',
+        'throttle',
+        'json:{"throttle-group": "tg0", "driver": "throttle", "file": {"driver": "null-co"}}',
+        true,
+      ),
       device('null0', 'null-co', 'null-co://', 0, NULL_IMAGE),
     ];
     expect(await execute('query-named-block-nodes')).toEqual({ return: qemu });

@@ -175,12 +175,12 @@ export const blkdebugDriver = {
     const rules = await loadRules(opts);
     const align = opts.align as number | undefined;
     checkAlign(align);
-    return { ...filterOps(image, rules, opts.config as string | undefined), requestAlignment: align || 1 };
+    return { ...filterOps(image, rules), requestAlignment: align || 1 };
   },
 } as const satisfies BlockDriver;
 
 /** Requests pass to `image` (replaceable by a live graph change) unless an active rule fails them first. */
-function filterOps(image: BlockNode, rules: Rules, config: string | undefined): BlockDriverOps {
+function filterOps(image: BlockNode, rules: Rules): BlockDriverOps {
   const check = async (offset: number, bytes: number, iotype: IoType): Promise<void> => {
     const rule = rules.match(offset, bytes, iotype);
     if (!rule || rule.errno === 0) return;
@@ -191,8 +191,6 @@ function filterOps(image: BlockNode, rules: Rules, config: string | undefined): 
   };
   return {
     length: () => image.length(),
-    /** blkdebug_refresh_filename: `blkdebug:CONFIG:IMAGE` (measured: `blkdebug::null-co://`). */
-    filename: () => `blkdebug:${config ?? ''}:${image.filename()}`,
     read: async (offset, dst) => {
       await check(offset, dst.length, 'read');
       await image.read(offset, dst);

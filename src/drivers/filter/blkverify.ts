@@ -59,11 +59,6 @@ class Blkverify implements BlockDriverOps {
     return this.test.length();
   }
 
-  /** blkverify_refresh_filename. */
-  filename(): string {
-    return `${PREFIX}${this.raw.filename()}:${this.test.filename()}`;
-  }
-
   async read(offset: number, dst: Uint8Array): Promise<void> {
     const expected = new Uint8Array(dst.length);
     await this.both('read', offset, dst.length, this.test.read(offset, dst), this.raw.read(offset, expected));

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { displayFilename } from '../../src/cli/image-name.ts';
-import { jsonString, qobjectJson } from '../../src/cli/json.ts';
+import { jsonString, qobjectJson } from '../../src/config/qjson.ts';
 
 describe("QEMU's JSON", () => {
   it('orders keys as a QDict and escapes like qobject_to_json', () => {
