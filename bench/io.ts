@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { BlockBackend } from '../src/block/backend.ts';
 import { findDriver } from '../src/drivers/index.ts';
 import { BlockGraph } from '../src/graph/graph.ts';
+import { offsets } from './offsets.ts';
 
 const MiB = 1 << 20;
 
@@ -36,17 +37,6 @@ function converted(raw: string, format: string, dir: string): Uint8Array {
   const r = spawnSync('qemu-img', args, { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(r.stderr);
   return readFileSync(out);
-}
-
-/** xorshift32: the same "random" offsets for both images. */
-function offsets(count: number, blocks: number): number[] {
-  let x = 2463534242;
-  return Array.from({ length: count }, () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return ((x >>> 0) % blocks) * 4096;
-  });
 }
 
 async function run(blk: BlockBackend, randomReads: number): Promise<Result> {

@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { serveImage } from '../src/cli/nbd.ts';
 import { BlockGraph } from '../src/graph/graph.ts';
 import { protocolOptions } from '../src/config/filename.ts';
+import { offsets } from './offsets.ts';
 
 const MiB = 1 << 20;
 const [sizeMiB = 256, randomReads = 20000, reps = 3] = process.argv.slice(2).map(Number);
@@ -45,17 +46,6 @@ function qemuBench(uri: string, count: number, size: number): number {
   ]);
   const secs = Number(/Run completed in ([\d.]+) seconds/.exec(out)?.[1]);
   return (count * size) / secs;
-}
-
-/** xorshift32 offsets of 4 KiB blocks. */
-function offsets(count: number, blocks: number): number[] {
-  let x = 2463534242;
-  return Array.from({ length: count }, () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return ((x >>> 0) % blocks) * 4096;
-  });
 }
 
 async function timed(fn: () => Promise<void>): Promise<number> {

@@ -66,6 +66,22 @@ async function waitForSocket(path: string): Promise<void> {
   throw new Error(`no socket at ${path}`);
 }
 
+/**
+ * Starts `blockgraph daemon` with `args` plus a QMP monitor on the Unix socket `qmpSock`; resolves
+ * once the monitor listens (or rejects with the daemon's stderr if it exits first).
+ */
+async function startDaemon(qmpSock: string, args: string[]) {
+  const daemon = runOurs(run, [
+    ...args,
+    '--chardev',
+    `socket,id=c0,path=${qmpSock},server=on,wait=off`,
+    '--monitor',
+    'chardev=c0',
+  ]);
+  await Promise.race([waitForSocket(qmpSock), daemon.then((o) => Promise.reject(new Error(o.stderr)))]);
+  return { daemon, qmp: await qmpClient(qmpSock) };
+}
+
 describe('blockgraph daemon with NBD exports', () => {
   it('serves --export to qemu-img and qemu-io and manages exports over QMP', async () => {
     const image = join(dir, 'd.qcow2');
@@ -73,7 +89,7 @@ describe('blockgraph daemon with NBD exports', () => {
     qemu('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 0 64k', image]);
     const qmpSock = join(dir, 'qmp.sock');
     const nbdSock = join(dir, 'nbd.sock');
-    const daemon = runOurs(run, [
+    const { daemon, qmp } = await startDaemon(qmpSock, [
       '--blockdev',
       `driver=file,node-name=f0,filename=${image}`,
       '--blockdev',
@@ -84,13 +100,7 @@ describe('blockgraph daemon with NBD exports', () => {
       `addr.type=unix,addr.path=${nbdSock}`,
       '--export',
       'type=nbd,id=e0,node-name=disk,name=disk,writable=on',
-      '--chardev',
-      `socket,id=c0,path=${qmpSock},server=on,wait=off`,
-      '--monitor',
-      'chardev=c0',
     ]);
-    await Promise.race([waitForSocket(qmpSock), daemon.then((o) => Promise.reject(new Error(o.stderr)))]);
-    const qmp = await qmpClient(qmpSock);
     const uri = `nbd+unix:///disk?socket=${nbdSock}`;
 
     const w = await qemuAsync('qemu-io', ['-f', 'raw', '-c', 'write -P 0x33 1M 64k', uri]);
@@ -167,7 +177,7 @@ describe('blockgraph daemon with NBD exports', () => {
     copyFileSync(disk, atFleece);
     const qmpSock = join(dir, 'fq.sock');
     const nbdSock = join(dir, 'fn.sock');
-    const daemon = runOurs(run, [
+    const { daemon, qmp } = await startDaemon(qmpSock, [
       '--blockdev',
       `driver=file,node-name=disk,filename=${disk}`,
       '--blockdev',
@@ -182,13 +192,7 @@ describe('blockgraph daemon with NBD exports', () => {
       'type=nbd,id=drive,node-name=cbw,name=drive,writable=on',
       '--export',
       'type=nbd,id=fleece,node-name=acc,name=fleece',
-      '--chardev',
-      `socket,id=c0,path=${qmpSock},server=on,wait=off`,
-      '--monitor',
-      'chardev=c0',
     ]);
-    await Promise.race([waitForSocket(qmpSock), daemon.then((o) => Promise.reject(new Error(o.stderr)))]);
-    const qmp = await qmpClient(qmpSock);
     const drive = `nbd+unix:///drive?socket=${nbdSock}`;
     // One write surely before the copy starts, so the view must come from the copy-before-write
     // target for at least that cluster.

@@ -20,6 +20,24 @@ function tool(cmd: string, ...args: string[]): string {
   return r.stdout;
 }
 
+/** A qcow2 overlay at `path` over the qcow2 `backing`, with clusters of `clusterSize`. */
+function overlay(path: string, backing: string, clusterSize: string): void {
+  tool(
+    'qemu-img',
+    'create',
+    '-q',
+    '-f',
+    'qcow2',
+    '-o',
+    `cluster_size=${clusterSize}`,
+    '-b',
+    backing,
+    '-F',
+    'qcow2',
+    path,
+  );
+}
+
 let serial = 0;
 
 /**
@@ -41,35 +59,9 @@ function chain(): { base: string; mid: string; top: string } {
     'write -z 800k 8k',
     paths.base,
   );
-  tool(
-    'qemu-img',
-    'create',
-    '-q',
-    '-f',
-    'qcow2',
-    '-o',
-    'cluster_size=4k',
-    '-b',
-    paths.base,
-    '-F',
-    'qcow2',
-    paths.mid,
-  );
+  overlay(paths.mid, paths.base, '4k');
   tool('qemu-io', '-c', 'write -P 0x33 256k 8k', paths.mid);
-  tool(
-    'qemu-img',
-    'create',
-    '-q',
-    '-f',
-    'qcow2',
-    '-o',
-    'cluster_size=64k',
-    '-b',
-    paths.mid,
-    '-F',
-    'qcow2',
-    paths.top,
-  );
+  overlay(paths.top, paths.mid, '64k');
   return paths;
 }
 
